@@ -1,0 +1,272 @@
+"""The pure core: watch a block of code, then say which watched objects it left alive and why.
+
+Nothing here imports pytest. ``plugin`` is a thin adapter over :class:`LeakCheck`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+from . import roots, snapshot
+from .retention import Retention, SearchLimits, _FrameIndex, find_path
+from .roots import RootInfo
+from .watch import WatchFilter, qualified_name
+
+Verdict = Literal["leak", "suspect"]
+
+
+@dataclass(frozen=True)
+class LeakGroup:
+    """Survivors of one type held through one kind of root. Text only: it keeps nothing alive."""
+
+    type: str
+    count: int
+    kind: str
+    verdict: Verdict
+    retentions: tuple[Retention, ...]
+    untraced: int = 0
+
+    @property
+    def root(self) -> str:
+        return self.retentions[0].root if self.retentions else ""
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return self.retentions[0].path if self.retentions else ()
+
+
+@dataclass(frozen=True)
+class Findings:
+    groups: tuple[LeakGroup, ...] = ()
+    mode: str = ""
+    settle_seconds: float = 0.0
+    check_seconds: float = 0.0
+
+    @property
+    def leaks(self) -> tuple[LeakGroup, ...]:
+        return tuple(g for g in self.groups if g.verdict == "leak")
+
+    @property
+    def suspects(self) -> tuple[LeakGroup, ...]:
+        return tuple(g for g in self.groups if g.verdict == "suspect")
+
+    @property
+    def verdict(self) -> Verdict | None:
+        if self.leaks:
+            return "leak"
+        if self.suspects:
+            return "suspect"
+        return None
+
+
+def judge(kind: str, *, strict: bool, named: bool) -> Verdict | None:
+    """The verdict for one survivor, given what holds it and how the test was selected."""
+    if kind == roots.FIXTURE:
+        return None
+    if strict or named or kind in roots.ACTIVE_KINDS:
+        return "leak"
+    return "suspect"
+
+
+@dataclass
+class Options:
+    strict: bool = True
+    settle: float = 0.25
+    max_traced_per_type: int = 3
+    mode: str = "auto"
+    limits: SearchLimits = field(default_factory=SearchLimits)
+
+
+class LeakCheck:
+    """Context manager around a block; ``findings`` is set when the block exits.
+
+    ``extra_roots`` is called after the block to name holders the search should stop at (the
+    plugin passes wider-scoped pytest fixtures). It runs once, after the window closed.
+    """
+
+    def __init__(
+        self,
+        watch: WatchFilter,
+        options: Options | None = None,
+        extra_roots: Callable[[], Mapping[int, RootInfo]] | None = None,
+    ) -> None:
+        self.watch = watch
+        self.options = options or Options()
+        self._extra_roots = extra_roots
+        self._window: snapshot.FrozenWindow | snapshot.FullHeapWindow | None = None
+        self.findings: Findings | None = None
+
+    def start(self) -> None:
+        self._window = snapshot.open_window(self.watch, mode=self.options.mode)
+
+    def abort(self) -> None:
+        window, self._window = self._window, None
+        if isinstance(window, snapshot.FrozenWindow):
+            window.abort()
+
+    def finish(self) -> Findings:
+        window, self._window = self._window, None
+        if window is None:
+            raise RuntimeError("LeakCheck.finish() called before start()")
+        began = time.perf_counter()
+        mode = window.mode
+        if isinstance(window, snapshot.FrozenWindow) and window.degraded:
+            mode = "full-heap (degraded: the test called the gc module)"
+        ids = window.close()
+        del window
+        if not ids:
+            self.findings = Findings(mode=mode, check_seconds=time.perf_counter() - began)
+            return self.findings
+        survivors, waited = _settle(ids, self.options.settle)
+        try:
+            groups = self._explain(survivors)
+        finally:
+            survivors.clear()
+        self.findings = Findings(
+            groups=groups,
+            mode=mode,
+            settle_seconds=waited,
+            check_seconds=time.perf_counter() - began,
+        )
+        return self.findings
+
+    def _explain(self, survivors: list[object]) -> tuple[LeakGroup, ...]:
+        by_type: dict[type, list[object]] = {}
+        for obj in survivors:
+            by_type.setdefault(type(obj), []).append(obj)
+        extra: dict[int, RootInfo] = dict(roots.signal_roots())
+        if self._extra_roots is not None:
+            extra.update(self._extra_roots())
+        frames = _FrameIndex()
+        # The checker's own containers refer to the survivors; the search must not stop there.
+        ignore = {id(survivors), id(by_type), *(id(v) for v in by_type.values())}
+        groups: list[LeakGroup] = []
+        try:
+            for tp, objs in by_type.items():
+                groups.extend(self._explain_type(tp, objs, extra, ignore, frames))
+        finally:
+            frames.close()
+            by_type.clear()
+        groups.sort(key=lambda g: (g.verdict != "leak", -g.count, g.type))
+        return tuple(groups)
+
+    def _explain_type(
+        self,
+        tp: type,
+        objs: list[object],
+        extra: Mapping[int, RootInfo],
+        ignore: set[int],
+        frames: _FrameIndex,
+    ) -> Iterable[LeakGroup]:
+        traced: dict[str, list[Retention]] = {}
+        limit = self.options.max_traced_per_type
+        for obj in objs[:limit]:
+            ret = find_path(
+                obj, extra_roots=extra, ignore=ignore, limits=self.options.limits, frames=frames
+            )
+            traced.setdefault(ret.kind, []).append(ret)
+        del obj
+        untraced = max(0, len(objs) - limit)
+        named = self.watch.is_named(tp)
+        name = qualified_name(tp)
+        first = True
+        for kind, rets in traced.items():
+            verdict = judge(kind, strict=self.options.strict, named=named)
+            if verdict is None:
+                continue
+            extra_count = untraced if first else 0
+            first = False
+            yield LeakGroup(
+                type=name,
+                count=len(rets) + extra_count,
+                kind=kind,
+                verdict=verdict,
+                retentions=tuple(_distinct(rets)),
+                untraced=extra_count,
+            )
+
+    def __enter__(self) -> LeakCheck:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            # The block's traceback holds its frames and locals: nothing could be judged fairly.
+            self.abort()
+            return
+        self.finish()
+
+
+def _distinct(rets: list[Retention]) -> list[Retention]:
+    seen: set[tuple[str, ...]] = set()
+    out: list[Retention] = []
+    for r in rets:
+        if r.path not in seen:
+            seen.add(r.path)
+            out.append(r)
+    return out
+
+
+def _winding_down() -> list[threading.Thread]:
+    """Timers that were cancelled or fired but whose thread has not exited yet."""
+    return [
+        t
+        for t in threading.enumerate()
+        if isinstance(t, threading.Timer) and t.finished.is_set() and t.is_alive()
+    ]
+
+
+def _settle(ids: set[int], budget: float) -> tuple[list[object], float]:
+    """Re-check survivors while something is visibly stopping, within a bounded time.
+
+    A cancelled Timer's thread needs a moment to exit, and a thread told to stop may be on its way
+    out. A real leak shows no progress, so it costs one short pause, not the whole budget.
+    """
+    began = time.monotonic()
+    pause = 0.005
+    threads = {t.ident for t in threading.enumerate()}
+    while True:
+        alive = snapshot.find_by_id(ids)
+        remaining = budget - (time.monotonic() - began)
+        if not alive or remaining <= 0:
+            return alive, time.monotonic() - began
+        progress = len(alive) < len(ids)
+        ids = {id(o) for o in alive}
+        alive.clear()
+        del alive
+        stopping = _winding_down()
+        for t in stopping:
+            t.join(max(0.0, budget - (time.monotonic() - began)))
+        now = {t.ident for t in threading.enumerate()}
+        progress = progress or bool(stopping) or bool(threads - now)
+        threads = now
+        if pause > 0.005 and not progress:
+            return snapshot.find_by_id(ids), time.monotonic() - began
+        time.sleep(min(pause, max(0.0, budget - (time.monotonic() - began))))
+        pause *= 2
+
+
+def check_leaks(
+    *types: type | str,
+    rootdir: str | None = None,
+    strict: bool = True,
+) -> LeakCheck:
+    """The public entry point: ``with check_leaks(User) as check: ...`` then ``check.findings``.
+
+    ``types`` are classes or ``module.QualName`` globs; ``rootdir`` additionally watches every class
+    defined under that directory (what the pytest plugin does with pytest's rootdir).
+    """
+    classes = frozenset(t for t in types if isinstance(t, type))
+    patterns = tuple(t for t in types if isinstance(t, str))
+    watch = WatchFilter(rootdir=rootdir, types=classes, patterns=patterns)
+    return LeakCheck(watch, Options(strict=strict))

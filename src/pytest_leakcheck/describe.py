@@ -1,0 +1,114 @@
+"""Turn live objects into short, safe text: no user ``__repr__`` may break or flood a report."""
+
+from __future__ import annotations
+
+import asyncio
+import sched
+import threading
+import types
+from typing import Any
+
+_MAX = 80
+
+
+def escape(text: str, limit: int = _MAX) -> str:
+    """Printable, one line, bounded: object text can hold anything."""
+    out = text.encode("unicode_escape", "backslashreplace").decode("ascii")
+    out = out.replace("\\\\", "\\")  # keep ordinary backslashes (paths) readable
+    if len(out) > limit:
+        out = out[: limit - 3] + "..."
+    return out
+
+
+def type_name(tp: type) -> str:
+    module = tp.__dict__.get("__module__")
+    qualname = tp.__dict__.get("__qualname__") or getattr(tp, "__name__", "?")
+    if isinstance(module, str) and module not in ("builtins", "__builtin__"):
+        return f"{module}.{qualname}"
+    return str(qualname)
+
+
+def safe_repr(obj: object, limit: int = _MAX) -> str:
+    try:
+        text = repr(obj)
+    except Exception as exc:  # a raising __repr__ still gets a line
+        text = f"<{type_name(type(obj))} (repr failed: {type(exc).__name__})>"
+    if not isinstance(text, str):
+        text = f"<{type_name(type(obj))}>"
+    return escape(text, limit)
+
+
+def safe_name(obj: object) -> str:
+    name = _attr(obj, "__name__")
+    return escape(name) if isinstance(name, str) else safe_repr(obj)
+
+
+def _attr(obj: object, name: str) -> Any:
+    """Read an attribute without running a lazy proxy's __getattr__."""
+    try:
+        return object.__getattribute__(obj, name)
+    except Exception:
+        return None
+
+
+def callable_name(func: object) -> str:
+    if isinstance(func, types.MethodType):
+        owner = type(func.__self__)
+        return f"{type_name(owner)}.{getattr(func.__func__, '__name__', '?')}"
+    qualname = _attr(func, "__qualname__")
+    module = _attr(func, "__module__")
+    if isinstance(qualname, str):
+        return f"{module}.{qualname}" if isinstance(module, str) else qualname
+    return safe_repr(func)
+
+
+def short(obj: object) -> str:
+    """A noun phrase for one object on a retention path."""
+    tp = type(obj)
+    if isinstance(obj, types.ModuleType):
+        return f"module {safe_name(obj)}"
+    if isinstance(obj, type):
+        return f"class {type_name(obj)}"
+    if isinstance(obj, types.FrameType):
+        code = obj.f_code
+        return f"frame of {code.co_name} ({escape(code.co_filename, 200)}:{obj.f_lineno})"
+    if isinstance(obj, types.MethodType):
+        return f"bound method {callable_name(obj)}"
+    if isinstance(obj, types.FunctionType):
+        return f"function {callable_name(obj)}"
+    if isinstance(obj, (types.CoroutineType, types.GeneratorType)):
+        return f"{tp.__name__} {escape(getattr(obj, '__qualname__', '?'))}"
+    if isinstance(obj, threading.Thread):
+        return f"{type_name(tp)} {safe_repr(_attr(obj, '_name'))}"
+    if tp in (dict, list, set, tuple, frozenset):
+        return f"{tp.__name__} of {len(obj)}"  # type: ignore[arg-type]
+    if tp.__repr__ is object.__repr__:
+        return type_name(tp)
+    return f"{type_name(tp)} {safe_repr(obj, 60)}"
+
+
+def root(obj: object) -> str:
+    """Describe a holder that is the reason for a leak: what it is, what it calls, when."""
+    if isinstance(obj, threading.Timer):
+        return (
+            f"Timer {safe_repr(_attr(obj, '_name'))} (interval {_attr(obj, 'interval')}s) "
+            f"calling {callable_name(_attr(obj, 'function'))}"
+        )
+    if isinstance(obj, threading.Thread):
+        target = _attr(obj, "_target")
+        what = f" running {callable_name(target)}" if target is not None else ""
+        state = "alive" if obj.is_alive() else "not started"
+        return f"Thread {safe_repr(_attr(obj, '_name'))} ({state}){what}"
+    if isinstance(obj, asyncio.TimerHandle):
+        func = callable_name(_attr(obj, "_callback"))
+        return f"TimerHandle calling {func} at loop time {obj.when():.3f}"
+    if isinstance(obj, asyncio.Handle):
+        return f"Handle calling {callable_name(_attr(obj, '_callback'))}"
+    if isinstance(obj, asyncio.Task):
+        coro = obj.get_coro()
+        return (
+            f"Task {safe_repr(obj.get_name())} running {escape(getattr(coro, '__qualname__', '?'))}"
+        )
+    if isinstance(obj, sched.Event):
+        return f"sched event at {obj.time} calling {callable_name(obj.action)}"
+    return short(obj)

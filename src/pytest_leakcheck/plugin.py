@@ -1,0 +1,270 @@
+"""pytest glue: the only module with hooks. It selects tests, opens a check around each one, and
+turns the findings into test outcomes, a summary and a JSON report. Nothing imports it."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Generator, Mapping
+from typing import Any
+
+import pytest
+
+from . import config as cfg
+from . import report, roots
+from .checker import LeakCheck, Options
+from .roots import RootInfo
+from .watch import WatchFilter
+
+SETTINGS_KEY = pytest.StashKey[cfg.Settings]()
+ITEM_KEY = pytest.StashKey[cfg.ItemSettings]()
+CHECK_KEY = pytest.StashKey[LeakCheck]()
+FAILED_KEY = pytest.StashKey[str]()
+
+NOT_CHECKED = (
+    "not checked for leaks: the test {what}, and its traceback keeps its frames and locals alive, "
+    "so survivors could not be told from the failure's own references"
+)
+
+
+class LeakcheckWarning(pytest.PytestWarning):
+    """The plugin failed while checking a test; the test's own outcome is unchanged."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("leakcheck", "leak checking (pytest-leakcheck)")
+    # Flags default to None so that the ini value is read when the flag is absent.
+    group.addoption("--leakcheck", action="store_true", default=None, help=cfg.ENABLE_HELP)
+    group.addoption("--leakcheck-strict", action="store_true", default=None, help=cfg.STRICT_HELP)
+    group.addoption("--leakcheck-json", default=None, metavar="PATH", help=cfg.JSON_HELP)
+    parser.addini("leakcheck", cfg.ENABLE_HELP, default="false")
+    parser.addini("leakcheck_strict", cfg.STRICT_HELP, default="false")
+    parser.addini("leakcheck_json", cfg.JSON_HELP, default="")
+    parser.addini("leakcheck_types", cfg.TYPES_HELP, type="args", default=[])
+
+
+def _usage(message: str) -> pytest.UsageError:
+    return pytest.UsageError(f"pytest-leakcheck: {message}")
+
+
+def _flag_or_ini(config: pytest.Config, option: str, ini: str) -> bool:
+    value = config.getoption(option)
+    if value is not None:
+        return bool(value)
+    raw = config.getini(ini)
+    try:
+        return cfg.parse_bool(raw, name=ini, source=f"ini file {config.inipath}")
+    except cfg.ConfigError as exc:
+        raise _usage(f"{exc} Fix the '{ini} =' line in {config.inipath}.") from None
+
+
+def _resolve_settings(config: pytest.Config) -> cfg.Settings:
+    json_path = config.getoption("leakcheck_json") or config.getini("leakcheck_json") or None
+    try:
+        watch = cfg.resolve_specs(config.getini("leakcheck_types"))
+    except cfg.ConfigError as exc:
+        raise _usage(
+            f"leakcheck_types in {config.inipath}: {exc}. List classes as importable dotted "
+            f"names (myapp.session.User) or globs (myapp.session.*)."
+        ) from None
+    return cfg.Settings(
+        check_all=_flag_or_ini(config, "leakcheck", "leakcheck"),
+        strict=_flag_or_ini(config, "leakcheck_strict", "leakcheck_strict"),
+        json_path=str(json_path) if json_path else None,
+        watch=watch,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", cfg.MARKER_HELP)
+    settings = _resolve_settings(config)
+    config.stash[SETTINGS_KEY] = settings
+    config.pluginmanager.register(LeakcheckSession(config, settings), "leakcheck-session")
+
+
+class LeakcheckSession:
+    """Per-session state: registered by pytest_configure, so each pytester run gets its own."""
+
+    def __init__(self, config: pytest.Config, settings: cfg.Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.rootdir = str(config.rootpath)
+        self.entries: list[dict[str, Any]] = []
+        self.not_checked: list[dict[str, str]] = []
+        self.checked = 0
+
+    # -- selection ---------------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            markers = [
+                cfg.MarkerArgs(m.args, m.kwargs) for m in item.iter_markers(name="leakcheck")
+            ]
+            try:
+                item.stash[ITEM_KEY] = cfg.item_settings(self.settings, markers)
+            except cfg.ConfigError as exc:
+                raise _usage(
+                    f"{item.nodeid}: {exc} (from @pytest.mark.leakcheck on the test, its class "
+                    f"or its module)"
+                ) from None
+
+    def _item_settings(self, item: pytest.Item) -> cfg.ItemSettings | None:
+        found = item.stash.get(ITEM_KEY, None)
+        return found if found is not None and found.checked else None
+
+    # -- the window --------------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        try:
+            return (yield)
+        finally:
+            # If the protocol was cut short (pytest.exit, KeyboardInterrupt), never leave the
+            # collector frozen.
+            check = item.stash.get(CHECK_KEY, None)
+            if check is not None:
+                del item.stash[CHECK_KEY]
+                check.abort()
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        settings = self._item_settings(item)
+        if settings is not None:
+            self._guard(item, "starting the check", lambda: self._start(item, settings))
+        return (yield)
+
+    def _start(self, item: pytest.Item, settings: cfg.ItemSettings) -> None:
+        watch = WatchFilter(
+            rootdir=self.rootdir, types=settings.watch.types, patterns=settings.watch.patterns
+        )
+        check = LeakCheck(
+            watch,
+            Options(strict=settings.strict),
+            extra_roots=lambda: _fixture_roots(item),
+        )
+        check.start()
+        item.stash[CHECK_KEY] = check
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        rep = yield
+        if CHECK_KEY not in item.stash:
+            return rep
+        if call.when in ("setup", "call") and not rep.passed:
+            what = "failed" if rep.failed else "was skipped"
+            item.stash[FAILED_KEY] = what
+            if rep.failed:
+                rep.sections.append(("leakcheck", NOT_CHECKED.format(what=what)))
+        elif call.when == "teardown":
+            check = item.stash[CHECK_KEY]
+            del item.stash[CHECK_KEY]
+            failed = item.stash.get(FAILED_KEY, None) or ("failed" if not rep.passed else None)
+            if failed is not None:
+                check.abort()
+                if failed == "failed":
+                    self.not_checked.append({"nodeid": item.nodeid, "reason": f"the test {failed}"})
+                return rep
+            self._guard(item, "checking for leaks", lambda: self._finish(item, check, rep))
+        return rep
+
+    def _finish(self, item: pytest.Item, check: LeakCheck, rep: pytest.TestReport) -> None:
+        # pytest drops the test's fixture values right after this hook; a value still listed
+        # here is not held by anything the test left behind.
+        funcargs = getattr(item, "funcargs", None)
+        if isinstance(funcargs, dict):
+            funcargs.clear()
+        del funcargs
+        try:
+            findings = check.finish()
+        except BaseException:
+            check.abort()
+            raise
+        self.checked += 1
+        if findings.verdict is None:
+            return
+        data = report.findings_data(findings)
+        rep.leakcheck = data  # type: ignore[attr-defined]  # carried to the xdist controller
+        if findings.verdict == "leak":
+            rep.outcome = "failed"
+            rep.longrepr = report.format_findings(data)
+
+    def _guard(self, item: pytest.Item, doing: str, action: Any) -> None:
+        """A bug in the plugin becomes a warning; the test's own outcome stands."""
+        try:
+            action()
+        except Exception as exc:
+            check = item.stash.get(CHECK_KEY, None)
+            if check is not None:
+                del item.stash[CHECK_KEY]
+                check.abort()
+            detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            message = (
+                f"pytest-leakcheck failed while {doing} for {item.nodeid}; the test's outcome is "
+                f"unchanged. Please report this with the traceback:\n{detail}"
+            )
+            try:
+                item.warn(LeakcheckWarning(message))
+            except Exception:  # -W error turns warnings into exceptions; still keep the session
+                item.add_report_section("teardown", "leakcheck", message)
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport
+    ) -> tuple[str, str, tuple[str, Mapping[str, bool]]] | None:
+        data = getattr(report, "leakcheck", None)
+        if report.when == "teardown" and report.failed and data and data.get("verdict") == "leak":
+            return "error", "L", ("LEAKED", {"red": True})
+        return None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "leakcheck", None)
+        if report.when == "teardown" and isinstance(data, dict):
+            self.entries.append({"nodeid": report.nodeid, **data})
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.entries:
+            return
+        leaks = sum(1 for e in self.entries if e["verdict"] == "leak")
+        suspects = len(self.entries) - leaks
+        terminalreporter.section("leakcheck summary", sep="=", red=bool(leaks), yellow=not leaks)
+        for line in report.summary_lines(self.entries):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(
+            f"{leaks} leaking, {suspects} suspect test(s); suspects do not fail the run "
+            f"(use --leakcheck-strict to make them fail)"
+            if suspects
+            else f"{leaks} leaking test(s)"
+        )
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        path = self.settings.json_path
+        if not path or hasattr(self.config, "workerinput"):  # the xdist controller writes it
+            return
+        path = os.path.join(str(self.config.invocation_params.dir), path)
+        report.write_json(
+            path,
+            sorted(self.entries, key=lambda e: e["nodeid"]),
+            {"not_checked": self.not_checked},
+        )
+
+
+def _fixture_roots(item: pytest.Item) -> dict[int, RootInfo]:
+    """Values of wider-scoped fixtures are theirs, not this test's leak."""
+    found: dict[int, RootInfo] = {}
+    info = getattr(item, "_fixtureinfo", None)
+    defs = getattr(info, "name2fixturedefs", None) or {}
+    for name, fixturedefs in defs.items():
+        for fixturedef in fixturedefs:
+            scope = getattr(fixturedef, "scope", "function")
+            cached = getattr(fixturedef, "cached_result", None)
+            if scope == "function" or cached is None:
+                continue
+            desc = RootInfo(roots.FIXTURE, f"{scope}-scoped fixture {name!r}")
+            found[id(fixturedef)] = desc
+            found[id(cached)] = desc
+            found[id(cached[0])] = desc
+    return found

@@ -1,0 +1,351 @@
+"""The path from a root to a survivor: a bounded breadth-first search over referrers.
+
+``gc.get_referrers(*objs)`` walks the whole heap once per call and compares every reference with
+each of ``objs`` (``../shared/FACTS.md``), so the search asks it once per level with a frontier of
+bounded width, and stops at the first level that reaches a root. Roots are what lives on by itself:
+modules, classes, the frames that running threads are executing (no object refers to those, so their
+locals are matched by hand), and holders kept in C (signal handlers, wider-scoped fixtures that the
+caller passes in). What the search keeps is released before it returns.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import threading
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from . import describe, roots
+from .roots import RootInfo
+
+_PACKAGE_DIR = __file__.rpartition("/")[0] if "/" in __file__ else ""
+_SNAPSHOT_LOCALS = sys.version_info < (3, 13)  # f_locals is a write-through proxy from 3.13 on
+
+
+@dataclass(frozen=True)
+class Retention:
+    """One explained survivor: a root kind and the path, as text only (no live references)."""
+
+    kind: str
+    root: str
+    path: tuple[str, ...]
+    depth_limited: bool = False
+
+
+@dataclass
+class _Found:
+    top: object
+    info: RootInfo | None
+    frame: types.FrameType | None
+    local: str | None
+
+
+@dataclass
+class SearchLimits:
+    max_depth: int = 40
+    max_frontier: int = 256
+
+
+def _own_frame(frame: types.FrameType) -> bool:
+    return bool(_PACKAGE_DIR) and frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+
+
+def _frame_locals(frame: types.FrameType) -> Mapping[str, object]:
+    try:
+        return frame.f_locals
+    except Exception:
+        return {}
+
+
+def _release_snapshot(frame: types.FrameType) -> None:
+    # Before 3.13, reading f_locals of a function frame stores a snapshot dict on the frame that
+    # keeps every local alive until the function returns. The next read rebuilds it, so emptying
+    # it now undoes what the search did.
+    if _SNAPSHOT_LOCALS and frame.f_code.co_flags & 0x1:  # CO_OPTIMIZED
+        try:
+            locals_dict = frame.f_locals
+            if isinstance(locals_dict, dict):
+                locals_dict.clear()
+        except Exception:
+            pass
+
+
+class _FrameIndex:
+    """Which local variable of which running frame holds an object, by id."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[int, tuple[types.FrameType, str, RootInfo]] = {}
+        names = {t.ident: t for t in threading.enumerate()}
+        current = threading.get_ident()
+        frames = sys._current_frames()
+        for ident, frame in frames.items():
+            thread = names.get(ident)
+            info = self._thread_root(thread, ident == current)
+            f: types.FrameType | None = frame
+            while f is not None:
+                if not _own_frame(f):
+                    self._index(f, info)
+                f = f.f_back
+        del frames
+
+    @staticmethod
+    def _thread_root(thread: threading.Thread | None, current: bool) -> RootInfo:
+        if thread is None:
+            return RootInfo(roots.UNKNOWN, "a frame of a thread that threading does not know")
+        if current:
+            return RootInfo(
+                roots.UNKNOWN, f"a local variable in the test runner's thread {thread.name!r}"
+            )
+        kind = roots.TIMER if isinstance(thread, threading.Timer) else roots.THREAD
+        return RootInfo(kind, describe.root(thread))
+
+    def _index(self, frame: types.FrameType, info: RootInfo) -> None:
+        for name, value in list(_frame_locals(frame).items()):
+            self.by_id.setdefault(id(value), (frame, name, info))
+        _release_snapshot(frame)
+
+    def close(self) -> None:
+        for frame, _, _ in self.by_id.values():
+            _release_snapshot(frame)
+        self.by_id.clear()
+
+
+def edge_label(parent: object, child: object) -> str:
+    """How ``parent`` refers to ``child``: an attribute, key, index, closure cell..."""
+    try:
+        return _edge_label(parent, child)
+    except Exception:
+        return "(reference)"
+
+
+def _edge_label(parent: object, child: object) -> str:
+    if isinstance(parent, dict):
+        for key, value in parent.items():
+            if value is child:
+                return f"[{describe.safe_repr(key, 40)}]"
+            if key is child:
+                return "(key)"
+        return "(entry)"
+    if isinstance(parent, (list, tuple)):
+        for i, value in enumerate(parent):
+            if value is child:
+                return f"[{i}]"
+        return "(item)"
+    if isinstance(parent, (set, frozenset)):
+        return "(member)"
+    if isinstance(parent, types.MethodType):
+        return ".__self__" if parent.__self__ is child else ".__func__"
+    if isinstance(parent, types.FunctionType):
+        return _function_edge(parent, child)
+    if isinstance(parent, types.CellType):
+        return ".cell_contents"
+    if isinstance(parent, types.FrameType):
+        for name, value in _frame_locals(parent).items():
+            if value is child:
+                return f" local {name!r}"
+        return "(frame)"
+    if isinstance(parent, types.TracebackType):
+        return ".tb_frame" if parent.tb_frame is child else ".tb_next"
+    if isinstance(parent, (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)):
+        frame = getattr(parent, "cr_frame", None) or getattr(parent, "gi_frame", None)
+        if frame is None:
+            frame = getattr(parent, "ag_frame", None)
+        if frame is not None:
+            for name, value in _frame_locals(frame).items():
+                if value is child:
+                    return f" local {name!r}"
+        return "(frame)"
+    if isinstance(parent, type):
+        for name, value in parent.__dict__.items():
+            if value is child:
+                return f".{name}"
+        return "(class reference)"
+    attrs = _instance_dict(parent)
+    if attrs is child:
+        return ".__dict__"
+    if attrs is not None:
+        for name, value in attrs.items():
+            if value is child:
+                return f".{name}"
+    for name in _slot_names(type(parent)):
+        try:
+            if object.__getattribute__(parent, name) is child:
+                return f".{name}"
+        except Exception:
+            continue
+    return "(reference)"
+
+
+def _function_edge(func: types.FunctionType, child: object) -> str:
+    if func.__closure__:
+        names = func.__code__.co_freevars
+        for name, cell in zip(names, func.__closure__, strict=False):
+            if cell is child:
+                return f".__closure__ ({name})"
+    if func.__defaults__ is child:
+        return ".__defaults__"
+    if func.__globals__ is child:
+        return ".__globals__"
+    return "(function reference)"
+
+
+def _instance_dict(obj: object) -> dict[str, object] | None:
+    try:
+        d = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _is_namespace_of(owner: object, candidate: object) -> bool:
+    if isinstance(owner, type):
+        # A class shows its dict only through a mappingproxy; the real dict is its referent.
+        return type(candidate) is dict and candidate.keys() == owner.__dict__.keys()
+    return _instance_dict(owner) is candidate
+
+
+def _slot_names(tp: type) -> list[str]:
+    names: list[str] = []
+    for klass in getattr(tp, "__mro__", ()):
+        slots = klass.__dict__.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        names.extend(s for s in slots if isinstance(s, str))
+    return names
+
+
+def _is_stop(obj: object) -> bool:
+    # Modules and classes are roots of a different kind; everything refers to classes (through
+    # ob_type), so walking past one would flood the frontier.
+    return isinstance(obj, (types.ModuleType, type))
+
+
+def find_path(
+    target: object,
+    *,
+    extra_roots: Mapping[int, RootInfo],
+    ignore: set[int],
+    limits: SearchLimits | None = None,
+    frames: _FrameIndex | None = None,
+) -> Retention:
+    """Walk from ``target`` back to the nearest root and describe the path."""
+    limits = limits or SearchLimits()
+    own_index = frames is None
+    index = frames if frames is not None else _FrameIndex()
+    via: dict[int, object] = {}  # id(holder) -> the object it holds, one step nearer the target
+    seen: set[int] = {id(target)}
+    frontier: list[object] = [target]
+    nodes: dict[int, object] = {id(target): target}
+    here = sys._getframe()
+    ignore = ignore | {id(via), id(seen), id(frontier), id(nodes), id(here), id(index.by_id)}
+    found: _Found | None = None
+    depth = 0
+    try:
+        while frontier and depth < limits.max_depth:
+            found = _root_in(frontier, extra_roots, index)
+            if found is not None:
+                break
+            depth += 1
+            referrers = gc.get_referrers(*frontier)
+            ignore.add(id(referrers))
+            frontier_ids = {id(o) for o in frontier}
+            next_frontier: list[object] = []
+            ignore.add(id(next_frontier))
+            for holder in referrers:
+                hid = id(holder)
+                if hid in seen or hid in ignore:
+                    continue
+                if isinstance(holder, types.FrameType) and _own_frame(holder):
+                    continue
+                held = _held_from(holder, frontier_ids, nodes)
+                if held is None:
+                    continue
+                seen.add(hid)
+                via[hid] = held
+                nodes[hid] = holder
+                if _is_stop(holder):
+                    found = _Found(holder, None, None, None)
+                    break
+                if len(next_frontier) < limits.max_frontier:
+                    next_frontier.append(holder)
+            del referrers
+            if found is not None:
+                break
+            frontier = next_frontier
+        return _describe(target, found, via, depth >= limits.max_depth)
+    finally:
+        # Nothing the search touched may outlive it.
+        via.clear()
+        nodes.clear()
+        frontier.clear()
+        found = None
+        del here
+        if own_index:
+            index.close()
+
+
+def _held_from(
+    holder: object, frontier_ids: set[int], nodes: Mapping[int, object]
+) -> object | None:
+    try:
+        for ref in gc.get_referents(holder):
+            if id(ref) in frontier_ids:
+                return nodes[id(ref)]
+    except Exception:
+        return None
+    return None
+
+
+def _root_in(
+    frontier: list[object], extra_roots: Mapping[int, RootInfo], index: _FrameIndex
+) -> _Found | None:
+    for obj in frontier:
+        info = extra_roots.get(id(obj))
+        if info is not None:
+            return _Found(obj, info, None, None)
+    for obj in frontier:
+        hit = index.by_id.get(id(obj))
+        if hit is not None:
+            frame, name, info = hit
+            return _Found(obj, info, frame, name)
+    return None
+
+
+def _describe(
+    target: object,
+    found: _Found | None,
+    via: Mapping[int, object],
+    depth_limited: bool,
+) -> Retention:
+    if found is None:
+        return Retention(
+            kind=roots.UNKNOWN,
+            root="no root found within the search limits"
+            if depth_limited
+            else "nothing that Python can see refers to it (held from C?)",
+            path=(describe.short(target),),
+            depth_limited=depth_limited,
+        )
+    chain: list[object] = [found.top]
+    while chain[-1] is not target and id(chain[-1]) in via:
+        chain.append(via[id(chain[-1])])
+    if found.frame is not None:
+        lines = [
+            describe.short(found.frame),
+            f"local {found.local!r} -> {describe.short(found.top)}",
+        ]
+    else:
+        lines = [describe.short(found.top)]
+    i = 0
+    while i + 1 < len(chain):
+        parent, child = chain[i], chain[i + 1]
+        # "module -> its __dict__ -> value" reads better as "module.name -> value".
+        if i + 2 < len(chain) and _is_namespace_of(parent, child):
+            child = chain[i + 2]
+            i += 1
+        lines.append(f"{edge_label(parent, child)} -> {describe.short(child)}")
+        i += 1
+    kind, root_desc = roots.classify(chain, found.info, found.top)
+    return Retention(kind=kind, root=root_desc, path=tuple(lines))

@@ -1,0 +1,118 @@
+"""Which types are watched: the project's own classes, plus types the user names."""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import site
+import sys
+from dataclasses import dataclass, field
+
+# The checker's own objects are never findings, even when the project is this one.
+_OWN_PACKAGE = __name__.rpartition(".")[0]
+
+_THIRD_PARTY_DIRS = frozenset({"site-packages", "dist-packages"})
+
+
+def _installation_dirs() -> tuple[str, ...]:
+    """Directories that hold installed code rather than the project's own."""
+    dirs = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
+    # Some embedded and old virtualenv builds lack getsitepackages().
+    with contextlib.suppress(AttributeError):
+        dirs.update(site.getsitepackages())
+    user_site = getattr(site, "getusersitepackages", lambda: None)()
+    if isinstance(user_site, str):
+        dirs.add(user_site)
+    return tuple(sorted(os.path.normcase(os.path.realpath(d)) for d in dirs if d))
+
+
+def _is_within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+@dataclass
+class WatchFilter:
+    """Answers "is this type watched?" fast enough to be asked for every young object.
+
+    ``rootdir`` selects the project's own classes (``None`` watches none by default); ``types``
+    and ``patterns`` add named types (``module.QualName`` globs). Answers are cached by module name
+    (a string) and, within one check, by type: caching types across checks would keep classes
+    that a test defined alive.
+    """
+
+    rootdir: str | None
+    types: frozenset[type] = frozenset()
+    patterns: tuple[str, ...] = ()
+    _module_cache: dict[str, bool] = field(default_factory=dict, repr=False)
+    _installed: tuple[str, ...] = field(default_factory=_installation_dirs, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.rootdir is not None:
+            self.rootdir = os.path.normcase(os.path.realpath(self.rootdir))
+
+    def new_cache(self) -> dict[type, bool]:
+        return {}
+
+    def is_watched(self, tp: type, cache: dict[type, bool]) -> bool:
+        try:
+            return cache[tp]
+        except KeyError:
+            pass
+        answer = self._decide(tp)
+        cache[tp] = answer
+        return answer
+
+    def is_named(self, tp: type) -> bool:
+        """True when the user named this type (marker argument or ini setting)."""
+        if tp in self.types:
+            return True
+        if not self.patterns:
+            return False
+        name = qualified_name(tp)
+        return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
+
+    def _decide(self, tp: type) -> bool:
+        module = _module_name(tp)
+        if module == _OWN_PACKAGE or module.startswith(_OWN_PACKAGE + "."):
+            return False
+        if self.is_named(tp):
+            return True
+        if self.rootdir is None:
+            return False
+        try:
+            return self._module_cache[module]
+        except KeyError:
+            pass
+        answer = self._module_is_project(module)
+        self._module_cache[module] = answer
+        return answer
+
+    def _module_is_project(self, module: str) -> bool:
+        mod = sys.modules.get(module)
+        filename = getattr(mod, "__file__", None) if mod is not None else None
+        if not isinstance(filename, str) or self.rootdir is None:
+            return False
+        path = os.path.normcase(os.path.realpath(filename))
+        if not _is_within(path, self.rootdir):
+            return False
+        if _THIRD_PARTY_DIRS.intersection(path.split(os.sep)):
+            return False
+        # A virtual environment inside the project (".venv") is installed code, not the project.
+        return not any(
+            _is_within(path, d) and not _is_within(self.rootdir, d) for d in self._installed
+        )
+
+
+def _module_name(tp: type) -> str:
+    # type.__dict__ lookups cannot run user code; a metaclass may override __module__ lookups.
+    module = tp.__dict__.get("__module__")
+    return module if isinstance(module, str) else ""
+
+
+def qualified_name(tp: type) -> str:
+    qualname = tp.__dict__.get("__qualname__", None)
+    if not isinstance(qualname, str):
+        qualname = getattr(tp, "__name__", "?")
+    module = _module_name(tp)
+    return f"{module}.{qualname}" if module and module != "builtins" else str(qualname)
