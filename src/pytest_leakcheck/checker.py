@@ -5,6 +5,7 @@ Nothing here imports pytest. ``plugin`` is a thin adapter over :class:`LeakCheck
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -99,17 +100,26 @@ class LeakCheck:
         self.options = options or Options()
         self._extra_roots = extra_roots
         self._window: snapshot.FrozenWindow | snapshot.FullHeapWindow | None = None
+        self._atexit = roots.AtexitRecorder()
         self.findings: Findings | None = None
 
     def start(self) -> None:
-        self._window = snapshot.open_window(self.watch, mode=self.options.mode)
+        self._atexit.start()
+        try:
+            self._window = snapshot.open_window(self.watch, mode=self.options.mode)
+        except BaseException:
+            self._atexit.stop()
+            raise
 
     def abort(self) -> None:
+        self._atexit.stop()
+        self._atexit.clear()
         window, self._window = self._window, None
         if isinstance(window, snapshot.FrozenWindow):
             window.abort()
 
     def finish(self) -> Findings:
+        self._atexit.stop()
         window, self._window = self._window, None
         if window is None:
             raise RuntimeError("LeakCheck.finish() called before start()")
@@ -120,6 +130,7 @@ class LeakCheck:
         ids = window.close()
         del window
         if not ids:
+            self._atexit.clear()
             self.findings = Findings(mode=mode, check_seconds=time.perf_counter() - began)
             return self.findings
         survivors, waited = _settle(ids, self.options.settle)
@@ -127,6 +138,7 @@ class LeakCheck:
             groups = self._explain(survivors)
         finally:
             survivors.clear()
+            self._atexit.clear()
         self.findings = Findings(
             groups=groups,
             mode=mode,
@@ -139,7 +151,7 @@ class LeakCheck:
         by_type: dict[type, list[object]] = {}
         for obj in survivors:
             by_type.setdefault(type(obj), []).append(obj)
-        extra: dict[int, RootInfo] = dict(roots.signal_roots())
+        extra: dict[int, RootInfo] = {**roots.signal_roots(), **self._atexit.roots()}
         if self._extra_roots is not None:
             extra.update(self._extra_roots())
         frames = _FrameIndex()
@@ -152,6 +164,7 @@ class LeakCheck:
         finally:
             frames.close()
             by_type.clear()
+            obj = objs = None
         groups.sort(key=lambda g: (g.verdict != "leak", -g.count, g.type))
         return tuple(groups)
 
@@ -207,12 +220,17 @@ class LeakCheck:
         self.finish()
 
 
+_NUMBERS = re.compile(r"\d+")
+
+
 def _distinct(rets: list[Retention]) -> list[Retention]:
+    """Paths that differ only in indexes, ids or line numbers are the same path."""
     seen: set[tuple[str, ...]] = set()
     out: list[Retention] = []
     for r in rets:
-        if r.path not in seen:
-            seen.add(r.path)
+        shape = tuple(_NUMBERS.sub("#", step) for step in r.path)
+        if shape not in seen:
+            seen.add(shape)
             out.append(r)
     return out
 

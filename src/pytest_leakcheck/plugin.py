@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
 import pytest
@@ -53,7 +53,7 @@ def _flag_or_ini(config: pytest.Config, option: str, ini: str) -> bool:
         return bool(value)
     raw = config.getini(ini)
     try:
-        return cfg.parse_bool(raw, name=ini, source=f"ini file {config.inipath}")
+        return cfg.parse_bool(raw, name=ini, source=f"ini file {config.inipath or '?'}")
     except cfg.ConfigError as exc:
         raise _usage(f"{exc} Fix the '{ini} =' line in {config.inipath}.") from None
 
@@ -91,6 +91,7 @@ class LeakcheckSession:
         self.rootdir = str(config.rootpath)
         self.entries: list[dict[str, Any]] = []
         self.not_checked: list[dict[str, str]] = []
+        self.internal_errors: list[str] = []
         self.checked = 0
 
     # -- selection ---------------------------------------------------------------------------
@@ -105,8 +106,8 @@ class LeakcheckSession:
                 item.stash[ITEM_KEY] = cfg.item_settings(self.settings, markers)
             except cfg.ConfigError as exc:
                 raise _usage(
-                    f"{item.nodeid}: {exc} (from @pytest.mark.leakcheck on the test, its class "
-                    f"or its module)"
+                    f"{item.nodeid}: in @pytest.mark.leakcheck (on the test, its class or its "
+                    f"module): {exc}"
                 ) from None
 
     def _item_settings(self, item: pytest.Item) -> cfg.ItemSettings | None:
@@ -191,7 +192,12 @@ class LeakcheckSession:
             rep.outcome = "failed"
             rep.longrepr = report.format_findings(data)
 
-    def _guard(self, item: pytest.Item, doing: str, action: Any) -> None:
+    def _guard(
+        self,
+        item: pytest.Item,
+        doing: str,
+        action: Callable[[], None],
+    ) -> None:
         """A bug in the plugin becomes a warning; the test's own outcome stands."""
         try:
             action()
@@ -207,8 +213,10 @@ class LeakcheckSession:
             )
             try:
                 item.warn(LeakcheckWarning(message))
-            except Exception:  # -W error turns warnings into exceptions; still keep the session
-                item.add_report_section("teardown", "leakcheck", message)
+            except Exception:
+                # -W error turns the warning into an exception; the session must go on, and the
+                # message is printed in the terminal summary instead.
+                self.internal_errors.append(message)
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -226,6 +234,10 @@ class LeakcheckSession:
             self.entries.append({"nodeid": report.nodeid, **data})
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.internal_errors:
+            terminalreporter.section("leakcheck internal errors", sep="=", yellow=True)
+            for message in self.internal_errors:
+                terminalreporter.write_line(message)
         if not self.entries:
             return
         leaks = sum(1 for e in self.entries if e["verdict"] == "leak")

@@ -80,15 +80,21 @@ class _FrameIndex:
         names = {t.ident: t for t in threading.enumerate()}
         current = threading.get_ident()
         frames = sys._current_frames()
-        for ident, frame in frames.items():
-            thread = names.get(ident)
-            info = self._thread_root(thread, ident == current)
-            f: types.FrameType | None = frame
-            while f is not None:
-                if not _own_frame(f):
-                    self._index(f, info)
-                f = f.f_back
-        del frames
+        try:
+            for ident, top in frames.items():
+                info = self._thread_root(names.get(ident), ident == current)
+                f: types.FrameType | None = top
+                while f is not None:
+                    if not _own_frame(f):
+                        self._index(f, info)
+                    f = f.f_back
+        finally:
+            # This frame is among the ones listed: a local naming it would be a reference cycle
+            # that keeps every caller's locals (the survivors among them) alive until the next
+            # collection.
+            frames.clear()
+            del frames, names
+            top = f = None
 
     @staticmethod
     def _thread_root(thread: threading.Thread | None, current: bool) -> RootInfo:

@@ -9,13 +9,17 @@ seed's leak that is the ``threading.Timer`` on the path, not the ``threading`` m
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import logging
 import sched
 import signal
 import threading
 import types
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from . import describe
 
@@ -165,3 +169,50 @@ def signal_roots() -> dict[int, RootInfo]:
                 SIGNAL_HANDLER, f"{name} handler {describe.short(handler)}"
             )
     return found
+
+
+class AtexitRecorder:
+    """Notes what a block registers with ``atexit``, whose table lives in C and has no referrers.
+
+    ``atexit.register`` is wrapped for the duration of a check; the wrapper registers exactly what
+    the caller passed and returns what ``atexit.register`` returns. Only weak references (or ids,
+    for callables that refuse them) are kept, so an unregistered callable is not kept alive.
+    """
+
+    def __init__(self) -> None:
+        self._refs: list[weakref.ref[Any] | int] = []
+        self._real: Callable[..., Any] | None = None
+
+    def start(self) -> None:
+        real: Callable[..., Any] = atexit.register
+        self._real = real
+
+        @functools.wraps(real)
+        def register(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+            try:
+                self._refs.append(weakref.ref(func))
+            except TypeError:
+                self._refs.append(id(func))
+            return real(func, *args, **kwargs)
+
+        register.__leakcheck_wrapper__ = True  # type: ignore[attr-defined]
+        setattr(atexit, "register", register)  # noqa: B010 - typeshed's signature is generic
+
+    def stop(self) -> None:
+        if self._real is not None and getattr(atexit.register, "__leakcheck_wrapper__", False):
+            setattr(atexit, "register", self._real)  # noqa: B010
+        self._real = None
+
+    def roots(self) -> dict[int, RootInfo]:
+        found: dict[int, RootInfo] = {}
+        for ref in self._refs:
+            func = ref() if isinstance(ref, weakref.ref) else None
+            key = id(func) if func is not None else ref if isinstance(ref, int) else None
+            if key is not None:
+                name = describe.callable_name(func) if func is not None else "a callable"
+                found[key] = RootInfo(ATEXIT, f"atexit registration of {name}")
+            del func
+        return found
+
+    def clear(self) -> None:
+        self._refs.clear()

@@ -1,0 +1,178 @@
+"""Bad input gets a clear error: the value, where it came from, what is valid, how to fix it."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_leakcheck.config import ConfigError, parse_bool, resolve_type_name
+
+
+@pytest.fixture
+def usage_error(pytester: pytest.Pytester):
+    """Run pytest in-process and return its stderr, asserting it stopped with a usage error."""
+
+    def run(*args: str) -> str:
+        result = pytester.runpytest(*args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+        return result.stderr.str()
+
+    return run
+
+
+def marked(pytester: pytest.Pytester, marker_args: str) -> None:
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.leakcheck({marker_args})
+        def test_it():
+            pass
+        """
+    )
+
+
+def test_an_unknown_marker_argument_names_the_test_the_argument_and_the_valid_ones(
+    pytester: pytest.Pytester, usage_error
+) -> None:
+    marked(pytester, "strickt=True")
+    err = usage_error()
+    assert (
+        "test_an_unknown_marker_argument_names_the_test_the_argument_and_the_valid_ones.py::test_it"
+        in err
+    )
+    assert "'strickt'" in err
+    assert "enabled, strict" in err
+
+
+def test_a_non_bool_marker_flag_is_rejected(pytester: pytest.Pytester, usage_error) -> None:
+    marked(pytester, "enabled='yes'")
+    err = usage_error()
+    assert "enabled='yes'" in err
+    assert "enabled=True or enabled=False" in err
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("42", "42 (int) is not a class or a dotted type name"),
+        ("'nosuchmodule_xyz.User'", "no module of 'nosuchmodule_xyz.User' can be imported"),
+        ("'os.NoSuchThing'", "no attribute 'NoSuchThing'"),
+        ("'os.path'", "not a class"),
+        ("'nosuchmodule_xyz.sub.*'", "'nosuchmodule_xyz.sub' of the pattern"),
+        ("'os..path'", "is not a dotted name"),
+    ],
+)
+def test_a_marker_type_that_does_not_resolve_is_rejected_at_collection(
+    pytester: pytest.Pytester, usage_error, argument: str, expected: str
+) -> None:
+    marked(pytester, argument)
+    err = usage_error()
+    assert expected in err
+    assert "::test_it" in err
+
+
+def test_a_bad_marker_on_a_class_is_reported_for_its_tests(
+    pytester: pytest.Pytester, usage_error
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.leakcheck(bogus=1)
+        class TestGroup:
+            def test_one(self):
+                pass
+        """
+    )
+    err = usage_error()
+    assert "TestGroup::test_one" in err
+    assert "its class or its module" in err
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("leakcheck = maybe", "'maybe' is not a valid value for leakcheck"),
+        ("leakcheck_strict = 2", "'2' is not a valid value for leakcheck_strict"),
+    ],
+)
+def test_a_bad_ini_boolean_names_the_value_the_file_and_the_valid_values(
+    pytester: pytest.Pytester, usage_error, line: str, expected: str
+) -> None:
+    ini = pytester.makeini(f"[pytest]\n{line}\n")
+    pytester.makepyfile("def test_it(): pass")
+    err = usage_error()
+    assert expected in err
+    assert str(ini) in err
+    assert "Valid values: true, false" in err
+
+
+def test_a_bad_ini_type_name_is_rejected(pytester: pytest.Pytester, usage_error) -> None:
+    pytester.makeini("[pytest]\nleakcheck_types = os.path.NoSuchClass\n")
+    pytester.makepyfile("def test_it(): pass")
+    err = usage_error()
+    assert "leakcheck_types" in err
+    assert "no attribute 'NoSuchClass'" in err
+
+
+def test_the_flag_wins_over_the_ini_value(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nleakcheck = false\n")
+    pytester.makepyfile(
+        """
+        REGISTRY = []
+        class Thing:
+            pass
+        def test_it():
+            import threading
+            t = threading.Timer(60, lambda thing=Thing(): thing)
+            t.daemon = True
+            t.start()
+            REGISTRY.append(t)
+        def test_stop():
+            REGISTRY.pop().cancel()
+        """
+    )
+    assert pytester.runpytest().ret == pytest.ExitCode.OK
+    assert pytester.runpytest("--leakcheck").ret == pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.mark.parametrize("text", ["true", "True", "1", "yes", "on"])
+def test_true_spellings(text: str) -> None:
+    assert parse_bool(text, name="leakcheck", source="ini") is True
+
+
+@pytest.mark.parametrize("text", ["false", "0", "no", "off", ""])
+def test_false_spellings(text: str) -> None:
+    assert parse_bool(text, name="leakcheck", source="ini") is False
+
+
+def test_type_names_resolve_to_classes_and_globs_to_patterns() -> None:
+    import collections
+
+    assert resolve_type_name("collections.OrderedDict").types == {collections.OrderedDict}
+    assert resolve_type_name("collections.*Dict").patterns == ("collections.*Dict",)
+    with pytest.raises(ConfigError):
+        resolve_type_name("collections.nothing_here")
+
+
+def test_the_marker_and_options_are_documented(pytester: pytest.Pytester) -> None:
+    markers = pytester.runpytest("--markers").stdout.str()
+    assert "@pytest.mark.leakcheck(*types, enabled=True, strict=True)" in markers
+    help_text = pytester.runpytest("--help").stdout.str()
+    for option in ("--leakcheck", "--leakcheck-strict", "--leakcheck-json=PATH"):
+        assert option in help_text
+    for ini in ("leakcheck (string)", "leakcheck_strict", "leakcheck_json", "leakcheck_types"):
+        assert ini in help_text
+
+
+def test_the_marker_passes_strict_markers(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.leakcheck
+        def test_it():
+            pass
+        """
+    )
+    pytester.runpytest("--strict-markers").assert_outcomes(passed=1)

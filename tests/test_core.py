@@ -1,0 +1,300 @@
+"""The pure core on real objects: real timers, threads, loops and registries, no pytest plugin."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import gc
+import logging
+import os
+import sched
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_leakcheck import check_leaks, judge
+from pytest_leakcheck.checker import Findings, LeakGroup
+
+REGISTRY: list[object] = []
+
+
+class User:
+    def __init__(self, name: str = "user_1") -> None:
+        self.name = name
+        self.payload = list(range(100))
+
+    def tick(self) -> None:
+        pass
+
+
+class Cached:
+    @functools.lru_cache(maxsize=None)  # noqa: B019 - the leak under test
+    def value(self) -> int:
+        return 1
+
+
+class Registered:
+    instances: list[Registered] = []
+
+    def __init__(self) -> None:
+        Registered.instances.append(self)
+
+
+class HoldingHandler(logging.Handler):
+    def __init__(self, user: User) -> None:
+        super().__init__()
+        self.user = user
+
+
+def only_group(findings: Findings | None) -> LeakGroup:
+    assert findings is not None
+    assert len(findings.groups) == 1, findings.groups
+    return findings.groups[0]
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def test_a_clean_block_has_no_findings() -> None:
+    with check_leaks(User) as check:
+        user = User()
+        timer = threading.Timer(60, user.tick)
+        timer.start()
+        timer.cancel()
+        timer.join()
+        del user, timer
+    assert check.findings is not None
+    assert check.findings.groups == ()
+    assert check.findings.verdict is None
+
+
+def test_objects_made_before_the_block_are_not_survivors() -> None:
+    before = User("old")
+    with check_leaks(User) as check:
+        REGISTRY.append(before)
+    REGISTRY.clear()
+    assert check.findings is not None
+    assert check.findings.groups == ()
+
+
+def test_a_started_timer_is_the_root_of_its_callbacks_owner() -> None:
+    with check_leaks(User) as check:
+        user = User()
+        timer = threading.Timer(60, user.tick)
+        timer.daemon = True
+        timer.start()
+        del user
+    try:
+        group = only_group(check.findings)
+        assert group.type == f"{__name__}.User"
+        assert group.kind == "threading.Timer"
+        assert group.verdict == "leak"
+        assert any(".__self__ -> " in step and "User" in step for step in group.path)
+        assert "tick" in group.root
+    finally:
+        timer.cancel()
+        timer.join()
+
+
+def test_a_thread_loop_over_self_is_found_through_its_running_frame() -> None:
+    stop = threading.Event()
+
+    class Worker:
+        def run(self) -> None:
+            while not stop.wait(0.01):
+                pass
+
+    with check_leaks(Worker) as check:
+        worker = Worker()
+        thread = threading.Thread(target=worker.run, daemon=True, name="worker-loop")
+        thread.start()
+        del worker
+    try:
+        group = only_group(check.findings)
+        assert group.kind == "threading.Thread"
+        assert "worker-loop" in group.root
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_a_call_later_handle_on_a_loop_is_the_root(loop: asyncio.AbstractEventLoop) -> None:
+    with check_leaks(User) as check:
+        handle = loop.call_later(60, User().tick)
+    try:
+        group = only_group(check.findings)
+        assert group.kind == "asyncio.TimerHandle"
+        assert f"{__name__}.User.tick" in group.root
+    finally:
+        handle.cancel()
+
+
+def test_a_periodic_task_never_cancelled_is_the_root(loop: asyncio.AbstractEventLoop) -> None:
+    async def beat(user: User) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            user.tick()
+
+    with check_leaks(User) as check:
+        task = loop.create_task(beat(User()))
+        loop.run_until_complete(asyncio.sleep(0.03))
+    try:
+        group = only_group(check.findings)
+        assert group.kind == "asyncio.Task"
+        assert "beat" in group.root
+        assert any("local 'user'" in step for step in group.path)
+    finally:
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+
+
+def test_a_queued_sched_event_is_the_root() -> None:
+    scheduler = sched.scheduler()
+    with check_leaks(User) as check:
+        event = scheduler.enter(60, 1, User().tick)
+    try:
+        assert only_group(check.findings).kind == "sched.Event"
+    finally:
+        scheduler.cancel(event)
+
+
+def test_a_module_global_registry_is_a_module_global() -> None:
+    with check_leaks(User) as check:
+        REGISTRY.append(User())
+    REGISTRY.clear()
+    group = only_group(check.findings)
+    assert group.kind == "module global"
+    assert group.path[0] == f"module {__name__}"
+    assert group.path[1].startswith(".REGISTRY -> list")
+
+
+def test_a_class_level_list_is_a_class_attribute() -> None:
+    with check_leaks(Registered) as check:
+        Registered()
+    Registered.instances.clear()
+    group = only_group(check.findings)
+    assert group.kind == "class attribute"
+    assert any(step.startswith(".instances -> list") for step in group.path)
+
+
+def test_an_lru_cache_on_a_method_is_a_functools_cache() -> None:
+    with check_leaks(Cached) as check:
+        Cached().value()
+    Cached.value.cache_clear()
+    assert only_group(check.findings).kind == "functools cache"
+
+
+def test_a_logging_handler_holding_an_object_is_a_logging_handler() -> None:
+    logger = logging.getLogger("leakcheck.test.handler")
+    with check_leaks(User) as check:
+        handler = HoldingHandler(User())
+        logger.addHandler(handler)
+        del handler
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    assert only_group(check.findings).kind == "logging handler"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="needs SIGUSR1 (POSIX)")
+def test_a_signal_handler_bound_to_an_object_is_a_signal_handler() -> None:
+    previous = signal.getsignal(signal.SIGUSR1)
+    with check_leaks(User) as check:
+        signal.signal(signal.SIGUSR1, lambda *_, u=User(): u.tick())
+    signal.signal(signal.SIGUSR1, previous)
+    group = only_group(check.findings)
+    assert group.kind == "signal handler"
+    assert "SIGUSR1" in group.root
+
+
+def test_an_atexit_registration_is_an_atexit_root() -> None:
+    with check_leaks(User) as check:
+        user = User()
+        atexit.register(user.tick)
+        del user
+    try:
+        group = only_group(check.findings)
+        assert group.kind == "atexit"
+    finally:
+        for obj in gc.get_objects():
+            if type(obj) is User:
+                atexit.unregister(obj.tick)
+
+
+def test_atexit_register_is_put_back_and_still_returns_the_function() -> None:
+    real = atexit.register
+
+    def func() -> None:
+        pass
+
+    with check_leaks(User):
+        assert atexit.register(func) is func
+    atexit.unregister(func)
+    assert atexit.register is real
+
+
+def test_lenient_checks_make_passive_roots_suspects_unless_the_type_is_named() -> None:
+    here = os.path.dirname(__file__)
+    with check_leaks(rootdir=here, strict=False) as lenient:
+        REGISTRY.append(User())
+    REGISTRY.clear()
+    with check_leaks(User, rootdir=here, strict=False) as named:
+        REGISTRY.append(User())
+    REGISTRY.clear()
+    assert only_group(lenient.findings).verdict == "suspect"
+    assert only_group(named.findings).verdict == "leak"
+
+
+@pytest.mark.parametrize(
+    ("kind", "strict", "named", "expected"),
+    [
+        ("threading.Timer", False, False, "leak"),
+        ("asyncio.Task", False, False, "leak"),
+        ("module global", False, False, "suspect"),
+        ("module global", True, False, "leak"),
+        ("functools cache", False, True, "leak"),
+        ("fixture", True, True, None),
+    ],
+)
+def test_judge_follows_the_verdict_table(
+    kind: str, strict: bool, named: bool, expected: str | None
+) -> None:
+    assert judge(kind, strict=strict, named=named) == expected
+
+
+def test_a_block_that_raises_is_not_judged() -> None:
+    with pytest.raises(RuntimeError), check_leaks(User) as check:
+        REGISTRY.append(User())
+        raise RuntimeError("boom")
+    REGISTRY.clear()
+    assert check.findings is None
+    assert gc.get_freeze_count() == 0
+
+
+def test_many_survivors_are_counted_but_only_a_few_traced() -> None:
+    with check_leaks(User) as check:
+        REGISTRY.extend(User(str(i)) for i in range(50))
+    REGISTRY.clear()
+    group = only_group(check.findings)
+    assert group.count == 50
+    assert group.untraced == 47
+    assert len(group.retentions) == 1  # all three traced paths are the same
+
+
+def test_the_checker_keeps_no_reference_to_survivors_or_its_own_search() -> None:
+    with check_leaks(User) as check:
+        REGISTRY.append(User())
+    survivor = REGISTRY[0]
+    REGISTRY.clear()
+    # The test's local is the only reference (a running frame is no gc referrer): the findings,
+    # the search and the window hold nothing, not even through a cycle awaiting collection.
+    assert gc.get_referrers(survivor) == []
+    assert sys.getrefcount(survivor) == 2
+    assert check.findings is not None and check.findings.groups

@@ -1,0 +1,185 @@
+"""The code under check cannot tell that it is being checked.
+
+Each test runs the same probe twice, bare and inside a check, and compares what the probe saw.
+The frozen window hides the old heap from the collector, so these are the places it could show.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from pytest_leakcheck import check_leaks
+from pytest_leakcheck.snapshot import FrozenWindow, open_window
+from pytest_leakcheck.watch import WatchFilter
+
+ORIGINAL_GC = {name: getattr(gc, name) for name in dir(gc) if not name.startswith("_")}
+HOLDER: list[object] = []
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the cyclic collector frees it
+
+
+def both_ways(probe: Callable[[], Any]) -> tuple[Any, Any]:
+    bare = probe()
+    with check_leaks(Node):
+        checked = probe()
+    return bare, checked
+
+
+def test_the_default_window_is_frozen_on_this_interpreter() -> None:
+    # Otherwise the tests below would prove nothing about the frozen window.
+    window = open_window(WatchFilter(rootdir=None))
+    try:
+        assert isinstance(window, FrozenWindow)
+    finally:
+        window.close()
+
+
+def test_an_old_cycle_deleted_in_the_block_is_collected_by_gc_collect() -> None:
+    def probe() -> bool:
+        node = Node()
+        ref = weakref.ref(node)
+        del node
+        gc.collect()
+        return ref() is None
+
+    # The Node is made before the window opens when the probe's first line runs outside it.
+    old = Node()
+    ref = weakref.ref(old)
+    with check_leaks(Node):
+        del old
+        gc.collect()
+        gone = ref() is None
+    assert gone
+    assert both_ways(probe) == (True, True)
+
+
+def test_gc_get_objects_sees_objects_made_before_the_block() -> None:
+    before = Node()
+    with check_leaks(Node):
+        seen = any(o is before for o in gc.get_objects())
+    assert seen
+
+
+def test_gc_get_objects_counts_the_same_heap() -> None:
+    def probe() -> int:
+        return len(gc.get_objects())
+
+    bare, checked = both_ways(probe)
+    # The check adds a handful of its own objects at most; the frozen heap is not hidden.
+    assert abs(checked - bare) < 200, (bare, checked)
+
+
+def test_gc_get_referrers_finds_old_holders() -> None:
+    target = Node()
+    HOLDER.append(target)
+    try:
+        with check_leaks(Node):
+            found = any(r is HOLDER for r in gc.get_referrers(target))
+        assert found
+    finally:
+        HOLDER.clear()
+
+
+def test_gc_freeze_count_is_what_the_test_made_it() -> None:
+    def probe() -> tuple[int, int, int]:
+        start = gc.get_freeze_count()
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        gc.unfreeze()
+        return start, frozen > 0, gc.get_freeze_count()
+
+    assert both_ways(probe) == ((0, True, 0), (0, True, 0))
+    assert gc.get_freeze_count() == 0
+
+
+def test_disable_and_thresholds_set_in_the_block_stay_as_the_test_left_them() -> None:
+    threshold = gc.get_threshold()
+    try:
+        with check_leaks(Node):
+            gc.disable()
+            gc.set_threshold(1234, 5, 6)
+            inside = (gc.isenabled(), gc.get_threshold())
+        after = (gc.isenabled(), gc.get_threshold())
+    finally:
+        gc.enable()
+        gc.set_threshold(*threshold)
+    assert inside == after == (False, (1234, 5, 6))
+
+
+def test_a_disabled_collector_stays_disabled_and_leaks_are_still_found() -> None:
+    gc.disable()
+    try:
+        with check_leaks(Node) as check:
+            HOLDER.append(Node())
+        enabled = gc.isenabled()
+    finally:
+        gc.enable()
+        HOLDER.clear()
+    assert not enabled
+    assert check.findings is not None and len(check.findings.leaks) == 1
+
+
+def test_the_gc_module_is_left_exactly_as_it_was() -> None:
+    with check_leaks(Node):
+        pass
+    with check_leaks(Node):
+        gc.collect()  # the degraded path puts the functions back too
+    assert {name: getattr(gc, name) for name in ORIGINAL_GC} == ORIGINAL_GC
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_test_that_monkeypatches_gc_collect_keeps_its_patch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As in a checked pytest test: the monkeypatch fixture is undone inside the window.
+    calls: list[int] = []
+    with check_leaks(Node):
+        monkeypatch.setattr(gc, "collect", lambda *a: calls.append(1) or 0)
+        gc.collect()
+        monkeypatch.undo()
+    assert calls == [1]
+    assert gc.collect is ORIGINAL_GC["collect"]
+
+
+def test_leaks_are_found_after_the_test_pokes_the_collector() -> None:
+    with check_leaks(Node) as degraded:
+        HOLDER.append(Node())
+        gc.collect()
+        HOLDER.append(Node())
+    HOLDER.clear()
+    assert degraded.findings is not None
+    assert degraded.findings.mode.startswith("full-heap")
+    assert [g.count for g in degraded.findings.leaks] == [2]
+
+
+def test_no_weakrefs_threads_or_frozen_objects_are_left_behind() -> None:
+    node = Node()
+    threads = threading.enumerate()
+    with check_leaks(Node):
+        HOLDER.append(node)
+        during = (weakref.getweakrefcount(node), threading.enumerate())
+    HOLDER.clear()
+    assert during == (0, threads)
+    assert weakref.getweakrefcount(node) == 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_wrapper_kept_from_an_old_window_cannot_unfreeze_a_new_one() -> None:
+    with check_leaks(Node):
+        kept = gc.get_count  # the frozen window's wrapper
+    with check_leaks(Node) as check:
+        kept()  # must not touch this window
+        HOLDER.append(Node())
+    HOLDER.clear()
+    assert check.findings is not None
+    assert check.findings.mode == "frozen"
+    assert len(check.findings.leaks) == 1
