@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 
@@ -30,15 +31,18 @@ class User:
     def tick(self) -> None:
         pass
 
+    def on_signal(self, *_: object) -> None:
+        pass
+
 
 class Cached:
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - the leak under test
+    @functools.cache  # noqa: B019 - the leak under test
     def value(self) -> int:
         return 1
 
 
 class Registered:
-    instances: list[Registered] = []
+    instances: ClassVar[list[Registered]] = []
 
     def __init__(self) -> None:
         Registered.instances.append(self)
@@ -207,7 +211,7 @@ def test_a_logging_handler_holding_an_object_is_a_logging_handler() -> None:
 def test_a_signal_handler_bound_to_an_object_is_a_signal_handler() -> None:
     previous = signal.getsignal(signal.SIGUSR1)
     with check_leaks(User) as check:
-        signal.signal(signal.SIGUSR1, lambda *_, u=User(): u.tick())
+        signal.signal(signal.SIGUSR1, User().on_signal)
     signal.signal(signal.SIGUSR1, previous)
     group = only_group(check.findings)
     assert group.kind == "signal handler"
