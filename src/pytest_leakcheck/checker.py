@@ -148,9 +148,7 @@ class LeakCheck:
         return self.findings
 
     def _explain(self, survivors: list[object]) -> tuple[LeakGroup, ...]:
-        by_type: dict[type, list[object]] = {}
-        for obj in survivors:
-            by_type.setdefault(type(obj), []).append(obj)
+        by_type = _by_type(survivors)
         extra: dict[int, RootInfo] = {**roots.signal_roots(), **self._atexit.roots()}
         if self._extra_roots is not None:
             extra.update(self._extra_roots())
@@ -159,12 +157,12 @@ class LeakCheck:
         ignore = {id(survivors), id(by_type), *(id(v) for v in by_type.values())}
         groups: list[LeakGroup] = []
         try:
-            for tp, objs in by_type.items():
-                groups.extend(self._explain_type(tp, objs, extra, ignore, frames))
+            # No loop variable may name a survivor after the search: indexing keeps none.
+            for tp in list(by_type):
+                groups.extend(self._explain_type(tp, by_type[tp], extra, ignore, frames))
         finally:
             frames.close()
             by_type.clear()
-            obj = objs = None
         groups.sort(key=lambda g: (g.verdict != "leak", -g.count, g.type))
         return tuple(groups)
 
@@ -221,6 +219,13 @@ class LeakCheck:
 
 
 _NUMBERS = re.compile(r"\d+")
+
+
+def _by_type(objs: list[object]) -> dict[type, list[object]]:
+    grouped: dict[type, list[object]] = {}
+    for obj in objs:
+        grouped.setdefault(type(obj), []).append(obj)
+    return grouped
 
 
 def _distinct(rets: list[Retention]) -> list[Retention]:

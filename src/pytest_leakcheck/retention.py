@@ -77,24 +77,24 @@ class _FrameIndex:
 
     def __init__(self) -> None:
         self.by_id: dict[int, tuple[types.FrameType, str, RootInfo]] = {}
-        names = {t.ident: t for t in threading.enumerate()}
-        current = threading.get_ident()
         frames = sys._current_frames()
         try:
-            for ident, top in frames.items():
-                info = self._thread_root(names.get(ident), ident == current)
-                f: types.FrameType | None = top
-                while f is not None:
-                    if not _own_frame(f):
-                        self._index(f, info)
-                    f = f.f_back
+            self._index_threads(frames)
         finally:
-            # This frame is among the ones listed: a local naming it would be a reference cycle
-            # that keeps every caller's locals (the survivors among them) alive until the next
-            # collection.
+            # This very frame is among the values: left in a local, it would be a reference cycle
+            # keeping every caller's locals (the survivors among them) alive until a collection.
             frames.clear()
-            del frames, names
-            top = f = None
+
+    def _index_threads(self, frames: Mapping[int, types.FrameType]) -> None:
+        names = {t.ident: t for t in threading.enumerate()}
+        current = threading.get_ident()
+        for ident, top in frames.items():
+            info = self._thread_root(names.get(ident), ident == current)
+            f: types.FrameType | None = top
+            while f is not None:
+                if not _own_frame(f):
+                    self._index(f, info)
+                f = f.f_back
 
     @staticmethod
     def _thread_root(thread: threading.Thread | None, current: bool) -> RootInfo:

@@ -1,0 +1,105 @@
+"""Per-check cost of a clean block, by heap size, against a naive whole-heap snapshot.
+
+    python benchmarks/clean_overhead.py [--sizes 10000,100000,1000000] [--repeat 200]
+
+Prints, per heap size, the median time of: the frozen-window check (what the plugin does by
+default), the full-heap check (its fallback), and the naive approach from ../shared/FACTS.md
+(gc.collect() plus a set of ids of gc.get_objects() before and after), with ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable
+
+from pytest_leakcheck.checker import LeakCheck, Options
+from pytest_leakcheck.watch import WatchFilter
+
+
+class Filler:
+    """One small gc-tracked object of the heap that the checks must not pay for."""
+
+    def __init__(self, i: int) -> None:
+        self.i = i
+
+
+class Watched:
+    pass
+
+
+def body() -> None:
+    # A clean test body: makes a few watched objects and lets them go.
+    items = [Watched() for _ in range(10)]
+    del items
+
+
+def check_once(mode: str) -> float:
+    check = LeakCheck(WatchFilter(rootdir=None, types=frozenset({Watched})), Options(mode=mode))
+    began = time.perf_counter()
+    check.start()
+    body()
+    findings = check.finish()
+    elapsed = time.perf_counter() - began
+    assert not findings.groups
+    return elapsed
+
+
+def naive_once() -> float:
+    began = time.perf_counter()
+    gc.collect()
+    before = {id(o) for o in gc.get_objects()}
+    body()
+    gc.collect()
+    after = [o for o in gc.get_objects() if id(o) not in before and type(o) is Watched]
+    elapsed = time.perf_counter() - began
+    assert not after
+    return elapsed
+
+
+def bare_once() -> float:
+    began = time.perf_counter()
+    body()
+    return time.perf_counter() - began
+
+
+def median_ms(func: Callable[[], float], repeat: int) -> float:
+    return statistics.median(func() for _ in range(repeat)) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--repeat", type=int, default=200)
+    args = parser.parse_args()
+    heap: list[Filler] = []
+    rows = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        heap.extend(Filler(i) for i in range(size - len(heap)))
+        gc.collect()
+        naive_repeat = max(3, min(args.repeat, 2_000_000 // size))
+        bare = median_ms(bare_once, args.repeat)
+        frozen = median_ms(lambda: check_once("auto"), args.repeat)
+        full = median_ms(lambda: check_once("full-heap"), naive_repeat)
+        naive = median_ms(naive_once, naive_repeat)
+        rows.append((size, bare, frozen, full, naive))
+    print(
+        f"{'heap objects':>12} {'bare ms':>9} {'frozen ms':>10} {'added ms':>9} "
+        f"{'full-heap ms':>13} {'naive ms':>9} {'naive/frozen':>13}"
+    )
+    for size, bare, frozen, full, naive in rows:
+        print(
+            f"{size:>12,} {bare:>9.4f} {frozen:>10.4f} {frozen - bare:>9.4f} "
+            f"{full:>13.3f} {naive:>9.3f} {naive / frozen:>12.0f}x"
+        )
+    first, last = rows[0], rows[-1]
+    print(
+        f"frozen check at {last[0]:,} objects / at {first[0]:,}: "
+        f"{(last[2] - last[1]) / (first[2] - first[1]):.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
