@@ -5,10 +5,12 @@ Nothing here imports pytest. ``plugin`` is a thin adapter over :class:`LeakCheck
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
@@ -101,9 +103,11 @@ class LeakCheck:
         self._extra_roots = extra_roots
         self._window: snapshot.FrozenWindow | snapshot.FullHeapWindow | None = None
         self._atexit = roots.AtexitRecorder()
+        self._threads_before: frozenset[int] = frozenset()
         self.findings: Findings | None = None
 
     def start(self) -> None:
+        self._threads_before = _thread_idents()
         self._atexit.start()
         try:
             self._window = snapshot.open_window(self.watch, mode=self.options.mode)
@@ -133,9 +137,10 @@ class LeakCheck:
             self._atexit.clear()
             self.findings = Findings(mode=mode, check_seconds=time.perf_counter() - began)
             return self.findings
-        survivors, waited = _settle(ids, self.options.settle)
+        survivors, waited = _settle(ids, self.options.settle, self._threads_before)
         try:
-            groups = self._explain(survivors)
+            with _threads_paused():
+                groups = self._explain(survivors)
         finally:
             survivors.clear()
             self._atexit.clear()
@@ -249,34 +254,83 @@ def _winding_down() -> list[threading.Thread]:
     ]
 
 
-def _settle(ids: set[int], budget: float) -> tuple[list[object], float]:
-    """Re-check survivors while something is visibly stopping, within a bounded time.
+def _thread_idents() -> frozenset[int]:
+    """Every thread that still has an interpreter state.
 
-    A cancelled Timer's thread needs a moment to exit, and a thread told to stop may be on its way
-    out. A real leak shows no progress, so it costs one short pause, not the whole budget.
+    Not ``threading.enumerate()``: a thread leaves it a little before its last frames let go of
+    their locals, and those locals may be what keeps a survivor alive for that moment.
+    """
+    return frozenset(sys._current_frames())
+
+
+def _settle(
+    ids: set[int], budget: float, threads_before: frozenset[int]
+) -> tuple[list[object], float]:
+    """Re-check survivors while something visibly stops, within a bounded time.
+
+    A cancelled Timer's thread needs a moment to exit, and a thread that the test told to stop
+    may be on its way out; a thread leaves ``threading.enumerate()`` a little before its frames
+    let go of their locals. So the survivors are looked up again, after a short pause, while
+    threads that the test started are alive or exiting, or when the set of threads changed
+    while they were looked up (a thread that exits during a collection leaves its garbage for
+    the next one). A real leak shows no progress and costs one short pause.
     """
     began = time.monotonic()
-    pause = 0.005
-    threads = {t.ident for t in threading.enumerate()}
-    while True:
-        alive = snapshot.find_by_id(ids)
-        remaining = budget - (time.monotonic() - began)
-        if not alive or remaining <= 0:
-            return alive, time.monotonic() - began
-        progress = len(alive) < len(ids)
+    pause = 0.002
+    threads = _thread_idents()
+    alive = snapshot.find_by_id(ids)
+    while alive and time.monotonic() - began < budget:
+        now = _thread_idents()
+        if now == threads and not (now - threads_before):
+            break  # nothing the test started is running, and nothing changed: nothing will
+        remaining = max(0.0, budget - (time.monotonic() - began))
+        joined = _join_winding_down(remaining)
+        time.sleep(min(pause, remaining))
+        pause *= 2
+        count = len(alive)
         ids = {id(o) for o in alive}
         alive.clear()
-        del alive
-        stopping = _winding_down()
-        for t in stopping:
-            t.join(max(0.0, budget - (time.monotonic() - began)))
-        now = {t.ident for t in threading.enumerate()}
-        progress = progress or bool(stopping) or bool(threads - now)
-        threads = now
-        if pause > 0.005 and not progress:
-            return snapshot.find_by_id(ids), time.monotonic() - began
-        time.sleep(min(pause, max(0.0, budget - (time.monotonic() - began))))
-        pause *= 2
+        threads = _thread_idents()
+        alive = snapshot.find_by_id(ids)
+        progress = len(alive) < count or joined or threads != now or _exiting(threads)
+        if not progress and _thread_idents() == threads:
+            break
+    return alive, time.monotonic() - began
+
+
+def _exiting(idents: frozenset[int]) -> bool:
+    """Threads that already left threading's table but whose frames are still unwinding."""
+    return bool(idents - {t.ident for t in threading.enumerate()})
+
+
+def _join_winding_down(timeout: float) -> bool:
+    """Wait for timers that were cancelled or fired but whose thread has not exited yet.
+
+    The Timer objects are dropped before returning: held across the next collection, they
+    would keep their callbacks' owners alive.
+    """
+    stopping = _winding_down()
+    for t in stopping:
+        t.join(timeout)
+    found = bool(stopping)
+    stopping.clear()
+    return found
+
+
+@contextlib.contextmanager
+def _threads_paused() -> Iterator[None]:
+    """Keep other threads from running while the search reads the heap.
+
+    A loop thread that re-arms its handle between two steps of the walk would leave the search
+    holding objects that nothing refers to any more. A long switch interval keeps the GIL with the
+    search (bounded by its own limits); the interval is restored afterwards.
+    """
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(max(previous, 30.0))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def check_leaks(

@@ -20,12 +20,32 @@ def escape(text: str, limit: int = _MAX) -> str:
     return out
 
 
+# The getters of ``type`` itself: a metaclass cannot override them, and for C types they give
+# the names from tp_name, where ``tp.__dict__["__qualname__"]`` would be the instances' descriptor.
+_TYPE_MODULE = type.__dict__["__module__"]
+_TYPE_QUALNAME = type.__dict__["__qualname__"]
+
+
+def type_parts(tp: type) -> tuple[str, str]:
+    """(module, qualname) of a class, read without running any of its code."""
+    try:
+        module = _TYPE_MODULE.__get__(tp, type)
+    except Exception:
+        module = ""
+    try:
+        qualname = _TYPE_QUALNAME.__get__(tp, type)
+    except Exception:
+        qualname = "?"
+    return (module if isinstance(module, str) else ""), (
+        qualname if isinstance(qualname, str) else "?"
+    )
+
+
 def type_name(tp: type) -> str:
-    module = tp.__dict__.get("__module__")
-    qualname = tp.__dict__.get("__qualname__") or getattr(tp, "__name__", "?")
-    if isinstance(module, str) and module not in ("builtins", "__builtin__"):
+    module, qualname = type_parts(tp)
+    if module and module not in ("builtins", "__builtin__"):
         return f"{module}.{qualname}"
-    return str(qualname)
+    return qualname
 
 
 def safe_repr(obj: object, limit: int = _MAX) -> str:

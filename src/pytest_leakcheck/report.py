@@ -94,10 +94,9 @@ def format_findings(data: Mapping[str, Any]) -> str:
         lines.append("")
     if len(groups) > MAX_GROUPS_SHOWN:
         lines.append(f"... and {len(groups) - MAX_GROUPS_SHOWN} more groups (see the JSON report)")
-    if data.get("settle_seconds"):
-        lines.append(
-            f"(waited {data['settle_seconds'] * 1000:.0f} ms for stopping threads to finish)"
-        )
+    if data.get("settle_seconds", 0) >= 0.001:
+        waited = data["settle_seconds"] * 1000
+        lines.append(f"(waited {waited:.0f} ms for threads started by the test to finish)")
     return "\n".join(lines).rstrip() + "\n"
 
 

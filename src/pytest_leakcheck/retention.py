@@ -10,6 +10,7 @@ caller passes in). What the search keeps is released before it returns.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sys
 import threading
@@ -72,6 +73,27 @@ def _release_snapshot(frame: types.FrameType) -> None:
             pass
 
 
+_HANDLE_RUN = asyncio.Handle._run.__code__
+
+
+def _persistent_frames(top: types.FrameType) -> list[types.FrameType]:
+    """A thread's frames, minus those of an event loop callback that is running right now.
+
+    A callback's frames hold their objects only while it runs; what keeps it coming back is the
+    loop's handle, which the search reaches through the loop frame below it. Naming the thread
+    instead would blame the loop's thread for the handle's leak.
+    """
+    stack: list[types.FrameType] = []
+    f: types.FrameType | None = top
+    while f is not None:
+        stack.append(f)
+        f = f.f_back
+    for depth, frame in enumerate(stack):
+        if frame.f_code is _HANDLE_RUN:
+            return stack[depth:]
+    return stack
+
+
 class _FrameIndex:
     """Which local variable of which running frame holds an object, by id."""
 
@@ -90,11 +112,9 @@ class _FrameIndex:
         current = threading.get_ident()
         for ident, top in frames.items():
             info = self._thread_root(names.get(ident), ident == current)
-            f: types.FrameType | None = top
-            while f is not None:
+            for f in _persistent_frames(top):
                 if not _own_frame(f):
                     self._index(f, info)
-                f = f.f_back
 
     @staticmethod
     def _thread_root(thread: threading.Thread | None, current: bool) -> RootInfo:
@@ -143,6 +163,8 @@ def _edge_label(parent: object, child: object) -> str:
         return "(member)"
     if isinstance(parent, types.MethodType):
         return ".__self__" if parent.__self__ is child else ".__func__"
+    if isinstance(parent, types.BuiltinMethodType):
+        return ".__self__"
     if isinstance(parent, types.FunctionType):
         return _function_edge(parent, child)
     if isinstance(parent, types.CellType):
@@ -150,7 +172,7 @@ def _edge_label(parent: object, child: object) -> str:
     if isinstance(parent, types.FrameType):
         for name, value in _frame_locals(parent).items():
             if value is child:
-                return f" local {name!r}"
+                return f"local {name!r}"
         return "(frame)"
     if isinstance(parent, types.TracebackType):
         return ".tb_frame" if parent.tb_frame is child else ".tb_next"
@@ -161,7 +183,7 @@ def _edge_label(parent: object, child: object) -> str:
         if frame is not None:
             for name, value in _frame_locals(frame).items():
                 if value is child:
-                    return f" local {name!r}"
+                    return f"local {name!r}"
         return "(frame)"
     if isinstance(parent, type):
         for name, value in parent.__dict__.items():
@@ -175,13 +197,38 @@ def _edge_label(parent: object, child: object) -> str:
         for name, value in attrs.items():
             if value is child:
                 return f".{name}"
-    for name in _slot_names(type(parent)):
+    for name in _c_level_attributes(type(parent)):
         try:
-            if object.__getattribute__(parent, name) is child:
-                return f".{name}"
+            value = object.__getattribute__(parent, name)
         except Exception:
             continue
+        if value is child:
+            return f".{name}"
+        # Some C getters build a fresh list of what the object holds (Future._callbacks gives
+        # (callback, context) pairs): look one level in.
+        if isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if item is child or (isinstance(item, tuple) and id(child) in _identity(item)):
+                    return f".{name}[{i}]"
     return "(reference)"
+
+
+def _identity(items: tuple[object, ...]) -> list[int]:
+    return [id(x) for x in items]
+
+
+def _c_level_attributes(tp: type) -> list[str]:
+    """Attributes stored in the object itself (slots, C struct members and getters).
+
+    Properties are skipped: they run Python code, and a report must not.
+    """
+    names: list[str] = []
+    for klass in getattr(tp, "__mro__", ()):
+        for name, attr in vars(klass).items():
+            c_level = isinstance(attr, (types.MemberDescriptorType, types.GetSetDescriptorType))
+            if c_level and name not in ("__dict__", "__weakref__"):
+                names.append(name)
+    return names
 
 
 def _function_edge(func: types.FunctionType, child: object) -> str:
@@ -210,16 +257,6 @@ def _is_namespace_of(owner: object, candidate: object) -> bool:
         # A class shows its dict only through a mappingproxy; the real dict is its referent.
         return type(candidate) is dict and candidate.keys() == owner.__dict__.keys()
     return _instance_dict(owner) is candidate
-
-
-def _slot_names(tp: type) -> list[str]:
-    names: list[str] = []
-    for klass in getattr(tp, "__mro__", ()):
-        slots = klass.__dict__.get("__slots__", ())
-        if isinstance(slots, str):
-            slots = (slots,)
-        names.extend(s for s in slots if isinstance(s, str))
-    return names
 
 
 def _is_stop(obj: object) -> bool:

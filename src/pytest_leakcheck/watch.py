@@ -9,6 +9,8 @@ import site
 import sys
 from dataclasses import dataclass, field
 
+from . import describe
+
 # The checker's own objects are never findings, even when the project is this one.
 _OWN_PACKAGE = __name__.rpartition(".")[0]
 
@@ -105,14 +107,8 @@ class WatchFilter:
 
 
 def _module_name(tp: type) -> str:
-    # type.__dict__ lookups cannot run user code; a metaclass may override __module__ lookups.
-    module = tp.__dict__.get("__module__")
-    return module if isinstance(module, str) else ""
+    return describe.type_parts(tp)[0]
 
 
 def qualified_name(tp: type) -> str:
-    qualname = tp.__dict__.get("__qualname__", None)
-    if not isinstance(qualname, str):
-        qualname = getattr(tp, "__name__", "?")
-    module = _module_name(tp)
-    return f"{module}.{qualname}" if module and module != "builtins" else str(qualname)
+    return describe.type_name(tp)
