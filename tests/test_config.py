@@ -157,11 +157,15 @@ def test_type_names_resolve_to_classes_and_globs_to_patterns() -> None:
 
 def test_the_marker_and_options_are_documented(pytester: pytest.Pytester) -> None:
     markers = pytester.runpytest("--markers").stdout.str()
-    assert "@pytest.mark.leakcheck(*types, enabled=True, strict=True)" in markers
+    assert (
+        "@pytest.mark.leakcheck(*types, enabled=True, strict=True, max_growth=None, runs=0"
+        in markers
+    )
     help_text = pytester.runpytest("--help").stdout.str()
     for option in ("--leakcheck", "--leakcheck-strict", "--leakcheck-json=PATH"):
         assert option in help_text
-    for ini in ("leakcheck (string)", "leakcheck_strict", "leakcheck_json", "leakcheck_types"):
+    inis = ("leakcheck (string)", "leakcheck_strict", "leakcheck_json", "leakcheck_types")
+    for ini in (*inis, "leakcheck_max_growth", "leakcheck_runs", "leakcheck_warmup"):
         assert ini in help_text
 
 

@@ -46,12 +46,12 @@ def test_a_leak_fails_the_run_with_a_report_that_names_type_root_and_path(
             "*::test_leaks LEAKED*",
             "*ERROR at teardown of test_leaks*",
             "leakcheck: leaked 1 object of User, held by threading.Timer",
-            "LEAK: 1 x test_a_leak_fails*.User held by threading.Timer: Timer *calling *.User.tick",
+            "LEAK: 1 x *.User, retaining *, held by threading.Timer: Timer *calling *.User.tick",
             "*.function -> bound method *User.tick",
             "*.__self__ -> *User",
             "  hint: cancel the timer*",
             "*leakcheck summary*",
-            "LEAK *::test_leaks: 1 x *.User (threading.Timer)",
+            "LEAK *::test_leaks: 1 x *.User, retaining * (threading.Timer)",
         ]
     )
 
@@ -109,7 +109,11 @@ def test_the_json_report_is_written_when_nothing_leaked(pytester: pytest.Pyteste
     pytester.makepyfile("def test_it(): pass")
     pytester.runpytest("--leakcheck", "--leakcheck-json=report.json").assert_outcomes(passed=1)
     doc = json.loads((pytester.path / "report.json").read_text())
-    assert doc == {"version": 1, "not_checked": [], "tests": []}
+    assert (doc["version"], doc["not_checked"], doc["tests"]) == (1, [], [])
+    [checked] = doc["checked"]
+    assert checked["nodeid"] == "test_the_json_report_is_written_when_nothing_leaked.py::test_it"
+    assert checked["objects_after"] >= checked["objects_before"] > 0
+    assert checked["traced_growth_bytes"] is None  # tracemalloc only runs when a test asks
 
 
 def test_the_json_report_lists_each_leak_with_type_count_root_and_path(
@@ -203,7 +207,7 @@ def test_a_bug_in_the_plugin_is_a_warning_and_the_session_goes_on(
             "*LeakcheckWarning: pytest-leakcheck failed while checking for leaks for*"
             "test_first_check_crashes*",
             "*RuntimeError: simulated plugin bug*",
-            "LEAK *::test_later_checks_still_work: 1 x *.User (module global)",
+            "LEAK *::test_later_checks_still_work: 1 x *.User, retaining * (module global)",
         ]
     )
 
@@ -257,7 +261,9 @@ def test_unittest_test_cases_are_checked_under_the_flag(pytester: pytest.Pyteste
     )
     result = pytester.runpytest_subprocess("--leakcheck")
     result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(["LEAK *::TestUsers::test_leaks: 1 x *.User (sched.Event)"])
+    result.stdout.fnmatch_lines(
+        ["LEAK *::TestUsers::test_leaks: 1 x *.User, retaining * (sched.Event)"]
+    )
 
 
 def test_xdist_workers_send_their_verdicts_to_one_summary_and_one_json(

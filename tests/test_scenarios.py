@@ -70,11 +70,11 @@ def assert_leaked(
         [
             f"*ERROR at teardown of *{test}*",
             f"leakcheck: leaked 1 object of {type_name}, held by {root}",
-            f"LEAK: 1 x *.{type_name} held by {root}: *",
+            f"LEAK: 1 x *.{type_name}, retaining *, held by {root}: *",
             step,
             "*hint: *",
             "*= leakcheck summary =*",
-            f"LEAK *::{test}: 1 x *.{type_name} ({root})",
+            f"LEAK *::{test}: 1 x *.{type_name}, retaining * ({root})",
             f"LEAKED *::{test}*",
         ]
     )
@@ -141,7 +141,7 @@ def test_a_rearmed_timer_is_reported_with_its_timer(pytester: pytest.Pytester) -
     assert_leaked(result, root="threading.Timer", step="*.__self__ -> *.User")
     result.stdout.fnmatch_lines(
         [
-            "LEAK: 1 x *.User held by threading.Timer: Timer * (interval 1.0s) calling *User.tick",
+            "LEAK: 1 x *.User, * held by threading.Timer: Timer * (interval 1.0s) calling *.tick",
             "*local 'self' -> threading.Timer *",
             "*.function -> bound method *.User.tick",
             "*.__self__ -> *.User",
@@ -209,7 +209,7 @@ def test_a_polling_thread_is_reported_with_its_thread(pytester: pytest.Pytester)
     assert_leaked(result, root="threading.Thread", step="*local 'self' -> *.User")
     result.stdout.fnmatch_lines(
         [
-            "LEAK: 1 x *.User held by threading.Thread: Thread * (alive) running *.User._poll",
+            "LEAK: 1 x *.User, * held by threading.Thread: Thread * (alive) running *.User._poll",
             "*frame of _poll *",
             "*local 'self' -> *.User",
         ]
@@ -286,7 +286,7 @@ def test_a_rearmed_call_later_is_reported_with_its_timer_handle(
     assert_leaked(result, root="asyncio.TimerHandle", step="*.__self__ -> *.User")
     result.stdout.fnmatch_lines(
         [
-            "LEAK: 1 x *.User held by asyncio.TimerHandle: TimerHandle calling *.User.tick at *",
+            "LEAK: 1 x *.User, * held by asyncio.TimerHandle: TimerHandle calling *.User.tick at *",
             "*._scheduled -> list of 1",
             "*-> bound method *.User.tick",
             "*.__self__ -> *.User",
@@ -357,7 +357,7 @@ def test_a_periodic_task_never_cancelled_is_reported_with_its_task(
     assert_leaked(result, root="asyncio.Task", step="*local 'self' -> *.User")
     result.stdout.fnmatch_lines(
         [
-            "LEAK: 1 x *.User held by asyncio.Task: Task * running *User.heartbeat",
+            "LEAK: 1 x *.User, * held by asyncio.Task: Task * running *User.heartbeat",
             "*._callbacks[[]0] -> builtin_function_or_method <built-in method task_wakeup of *",
             "*.__self__ -> _asyncio.Task <Task pending *",
             "*._coro -> coroutine User.heartbeat",
@@ -414,7 +414,7 @@ def test_a_pending_sched_event_is_reported_with_its_event(pytester: pytest.Pytes
     assert_leaked(result, root="sched.Event", step="*.__self__ -> *.User")
     result.stdout.fnmatch_lines(
         [
-            "LEAK: 1 x *.User held by sched.Event: sched event at * calling *.User.expire",
+            "LEAK: 1 x *.User, * held by sched.Event: sched event at * calling *.User.expire",
             "*.scheduler -> sched.scheduler*",
             "*-> bound method *.User.expire",
             "*.__self__ -> *.User",
@@ -460,7 +460,7 @@ def test_a_module_global_registry_is_a_leak_under_the_marker(pytester: pytest.Py
     assert_leaked(result, root="module global", step="*[[]0] -> *.User")
     result.stdout.fnmatch_lines(
         [
-            "LEAK: 1 x *.User held by module global: module *",
+            "LEAK: 1 x *.User, * held by module global: module *",
             "*.REGISTRY -> list of 1",
             "*[[]0] -> *.User",
         ]
@@ -476,7 +476,7 @@ def test_a_module_global_registry_is_only_a_suspect_under_the_option(
     result.stdout.fnmatch_lines(
         [
             "*= leakcheck summary =*",
-            "SUSPECT *::test_user_session: 1 x *.User (module global)",
+            "SUSPECT *::test_user_session: 1 x *.User, retaining * (module global)",
             "0 leaking, 1 suspect test(s)*",
         ]
     )
@@ -502,7 +502,9 @@ def test_a_module_global_registry_is_a_suspect_under_a_non_strict_marker(
     result = run(pytester, registry(marker="@pytest.mark.leakcheck(strict=False)"))
     result.assert_outcomes(passed=1)
     assert "LEAK" not in result.stdout.str()
-    result.stdout.fnmatch_lines(["SUSPECT *::test_user_session: 1 x *.User (module global)"])
+    result.stdout.fnmatch_lines(
+        ["SUSPECT *::test_user_session: 1 x *.User, retaining * (module global)"]
+    )
 
 
 def test_a_user_that_leaves_the_registry_is_released(pytester: pytest.Pytester) -> None:
@@ -573,7 +575,10 @@ def test_the_json_report_is_written_when_nothing_leaked(pytester: pytest.Pyteste
     fixed = registry(disconnect="REGISTRY.remove(self)")
     result = run(pytester, fixed, "--leakcheck-json=out.json")
     assert_clean(result)
-    assert load_json(pytester) == {"version": 1, "not_checked": [], "tests": []}
+    doc = load_json(pytester)
+    assert (doc["version"], doc["not_checked"], doc["tests"]) == (1, [], [])
+    [checked] = doc["checked"]  # the heap figures of every checked test
+    assert checked["nodeid"].endswith("::test_user_session")
 
 
 def test_a_test_that_fails_by_itself_is_listed_as_not_checked(pytester: pytest.Pytester) -> None:

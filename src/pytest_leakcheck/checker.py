@@ -10,14 +10,17 @@ import re
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
 from . import roots, snapshot
+from .cycles import Sample, Series
 from .retention import Retention, SearchLimits, _FrameIndex, find_path
 from .roots import RootInfo
+from .sizes import retained_size
 from .watch import WatchFilter, qualified_name
 
 Verdict = Literal["leak", "suspect"]
@@ -33,6 +36,9 @@ class LeakGroup:
     verdict: Verdict
     retentions: tuple[Retention, ...]
     untraced: int = 0
+    retained_bytes: int | None = None
+    retained_complete: bool = True
+    per_run: tuple[int, ...] = ()  # growth per counted run, under repeated cycles
 
     @property
     def root(self) -> str:
@@ -44,11 +50,31 @@ class LeakGroup:
 
 
 @dataclass(frozen=True)
+class Heap:
+    """Cheap, deterministic heap figures of one check (see the README for what each measures)."""
+
+    objects_before: int
+    objects_after: int
+    traced_growth: int | None = None  # bytes, when tracemalloc traced the block
+    max_growth: int | None = None
+
+    @property
+    def over_limit(self) -> bool:
+        return (
+            self.max_growth is not None
+            and self.traced_growth is not None
+            and self.traced_growth > self.max_growth
+        )
+
+
+@dataclass(frozen=True)
 class Findings:
     groups: tuple[LeakGroup, ...] = ()
     mode: str = ""
     settle_seconds: float = 0.0
     check_seconds: float = 0.0
+    heap: Heap | None = None
+    cycles: Series | None = None
 
     @property
     def leaks(self) -> tuple[LeakGroup, ...]:
@@ -59,8 +85,14 @@ class Findings:
         return tuple(g for g in self.groups if g.verdict == "suspect")
 
     @property
+    def heap_leak(self) -> bool:
+        """The heap outgrew its limit, or grew in every counted cycle."""
+        over = self.heap is not None and self.heap.over_limit
+        return over or (self.cycles is not None and self.cycles.heap_grows())
+
+    @property
     def verdict(self) -> Verdict | None:
-        if self.leaks:
+        if self.leaks or self.heap_leak:
             return "leak"
         if self.suspects:
             return "suspect"
@@ -83,6 +115,12 @@ class Options:
     max_traced_per_type: int = 3
     mode: str = "auto"
     limits: SearchLimits = field(default_factory=SearchLimits)
+    max_growth: int | None = None  # bytes; traces the block with tracemalloc when set
+    sizes: bool = True  # measure what each leaked group retains
+
+
+class RepeatError(RuntimeError):
+    """A body that passed once raised when it ran again: it cannot be judged in cycles."""
 
 
 class LeakCheck:
@@ -104,18 +142,53 @@ class LeakCheck:
         self._window: snapshot.FrozenWindow | snapshot.FullHeapWindow | None = None
         self._atexit = roots.AtexitRecorder()
         self._threads_before: frozenset[int] = frozenset()
+        self._tracing: _Tracing | None = None
+        self._series: Series | None = None
+        self._caller_refs: dict[int, int] = {}
         self.findings: Findings | None = None
 
     def start(self) -> None:
         self._threads_before = _thread_idents()
         self._atexit.start()
         try:
+            if self.options.max_growth is not None:
+                self._tracing = _Tracing.start()
             self._window = snapshot.open_window(self.watch, mode=self.options.mode)
         except BaseException:
+            self._stop_tracing()
             self._atexit.stop()
             raise
 
+    def _stop_tracing(self) -> int | None:
+        tracing, self._tracing = self._tracing, None
+        return tracing.stop() if tracing is not None else None
+
+    def cycles(self, runs: int, warmup: int = 0) -> Iterator[int]:
+        """Yield ``warmup + runs`` times inside the window, sampling the heap after each run.
+
+        ``for _ in check.cycles(5, warmup=2): connect(); disconnect()``. The findings then judge
+        survivors by growth per counted run: what appeared once (a cache) is not a leak.
+        """
+        window = self._window
+        if window is None:
+            raise RuntimeError("LeakCheck.cycles() needs a started check")
+        if runs < 1 or warmup < 0:
+            raise ValueError(f"cycles() needs runs >= 1 and warmup >= 0, not {runs}, {warmup}")
+        if self._tracing is None:
+            self._tracing = _Tracing.start()
+        series = self._series = Series(runs=runs, warmup=warmup)
+        series.samples.append(self._sample(window))
+        for i in range(warmup + runs):
+            yield i
+            series.samples.append(self._sample(window))
+
+    def _sample(self, window: snapshot.FrozenWindow | snapshot.FullHeapWindow) -> Sample:
+        objects, by_type = window.sample()
+        traced = self._tracing.current() if self._tracing is not None else None
+        return Sample(objects=objects, by_type=by_type, traced_bytes=traced)
+
     def abort(self) -> None:
+        self._stop_tracing()
         self._atexit.stop()
         self._atexit.clear()
         window, self._window = self._window, None
@@ -131,44 +204,64 @@ class LeakCheck:
         mode = window.mode
         if isinstance(window, snapshot.FrozenWindow) and window.degraded:
             mode = "full-heap (degraded: the test called the gc module)"
-        ids = window.close()
-        del window
-        if not ids:
-            self._atexit.clear()
-            self.findings = Findings(mode=mode, check_seconds=time.perf_counter() - began)
-            return self.findings
-        survivors, waited = _settle(ids, self.options.settle, self._threads_before)
         try:
-            with _threads_paused():
-                groups = self._explain(survivors)
+            ids = window.close()
         finally:
-            survivors.clear()
-            self._atexit.clear()
+            growth = self._stop_tracing()
+        heap = Heap(
+            objects_before=window.objects_before,
+            objects_after=window.objects_after,
+            traced_growth=growth,
+            max_growth=self.options.max_growth,
+        )
+        del window
+        series, self._series = self._series, None
+        groups: tuple[LeakGroup, ...] = ()
+        waited = 0.0
+        if ids:
+            survivors, waited = _settle(ids, self.options.settle, self._threads_before)
+            try:
+                with _threads_paused():
+                    groups = self._explain(survivors, series)
+            finally:
+                survivors.clear()
+        self._atexit.clear()
         self.findings = Findings(
             groups=groups,
             mode=mode,
             settle_seconds=waited,
             check_seconds=time.perf_counter() - began,
+            heap=heap,
+            cycles=series,
         )
         return self.findings
 
-    def _explain(self, survivors: list[object]) -> tuple[LeakGroup, ...]:
+    def _explain(self, survivors: list[object], series: Series | None) -> tuple[LeakGroup, ...]:
         by_type = _by_type(survivors)
+        if series is not None:
+            # Under cycles, only what grew in every counted run is a leak; what appeared once
+            # (a cache warmed up by the first runs) is not.
+            growing = series.growing_types()
+            for tp in [tp for tp in by_type if qualified_name(tp) not in growing]:
+                del by_type[tp]
         extra: dict[int, RootInfo] = {**roots.signal_roots(), **self._atexit.roots()}
         if self._extra_roots is not None:
             extra.update(self._extra_roots())
         frames = _FrameIndex()
-        # The checker's own containers refer to the survivors; the search must not stop there.
+        # The checker's own containers refer to the survivors; the search must not stop there,
+        # and the sizes must not count them as holders: each survivor is in ``survivors`` and in
+        # its type's list.
         ignore = {id(survivors), id(by_type), *(id(v) for v in by_type.values())}
+        self._caller_refs = dict.fromkeys(map(id, survivors), 2)
         groups: list[LeakGroup] = []
         try:
             # No loop variable may name a survivor after the search: indexing keeps none.
             for tp in list(by_type):
-                groups.extend(self._explain_type(tp, by_type[tp], extra, ignore, frames))
+                groups.extend(self._explain_type(tp, by_type[tp], extra, ignore, frames, series))
         finally:
             frames.close()
             by_type.clear()
-        groups.sort(key=lambda g: (g.verdict != "leak", -g.count, g.type))
+        groups.sort(key=lambda g: (g.verdict != "leak", -(g.retained_bytes or 0), -g.count, g.type))
         return tuple(groups)
 
     def _explain_type(
@@ -178,6 +271,7 @@ class LeakCheck:
         extra: Mapping[int, RootInfo],
         ignore: set[int],
         frames: _FrameIndex,
+        series: Series | None,
     ) -> Iterable[LeakGroup]:
         traced: dict[str, list[Retention]] = {}
         limit = self.options.max_traced_per_type
@@ -190,6 +284,10 @@ class LeakCheck:
         untraced = max(0, len(objs) - limit)
         named = self.watch.is_named(tp)
         name = qualified_name(tp)
+        retained = (
+            retained_size(objs, caller_refs=self._caller_refs) if self.options.sizes else None
+        )
+        per_run = tuple(series.growing_types().get(name, ())) if series is not None else ()
         first = True
         for kind, rets in traced.items():
             verdict = judge(kind, strict=self.options.strict, named=named)
@@ -204,6 +302,9 @@ class LeakCheck:
                 verdict=verdict,
                 retentions=tuple(_distinct(rets)),
                 untraced=extra_count,
+                retained_bytes=retained.bytes if retained is not None else None,
+                retained_complete=retained.complete if retained is not None else True,
+                per_run=per_run,
             )
 
     def __enter__(self) -> LeakCheck:
@@ -224,6 +325,34 @@ class LeakCheck:
 
 
 _NUMBERS = re.compile(r"\d+")
+
+
+@dataclass
+class _Tracing:
+    """tracemalloc around the block, for the bytes it allocated and kept.
+
+    Started only when a test asks for a heap limit or for cycles: tracing slows allocation.
+    If the tested code already traces, its tracing is used and left running.
+    """
+
+    base: int
+    owned: bool
+
+    @classmethod
+    def start(cls) -> _Tracing:
+        owned = not tracemalloc.is_tracing()
+        if owned:
+            tracemalloc.start(1)
+        return cls(base=tracemalloc.get_traced_memory()[0], owned=owned)
+
+    def current(self) -> int:
+        return tracemalloc.get_traced_memory()[0] - self.base if tracemalloc.is_tracing() else 0
+
+    def stop(self) -> int:
+        growth = self.current()
+        if self.owned:
+            tracemalloc.stop()
+        return growth
 
 
 def _by_type(objs: list[object]) -> dict[type, list[object]]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -20,12 +21,59 @@ TYPES_HELP = (
     "(marker: positional arguments)"
 )
 MARKER_HELP = (
-    "leakcheck(*types, enabled=True, strict=True): fail the test if instances of the project's "
-    "classes (or of the named types) created during it are still alive after its teardown, and "
-    "show what holds them"
+    "leakcheck(*types, enabled=True, strict=True, max_growth=None, runs=0, warmup=1): fail the "
+    "test if instances of the project's classes (or of the named types) created during it are "
+    "still alive after its teardown, and show what holds them"
 )
 
-MARKER_KWARGS = ("enabled", "strict")
+MAX_GROWTH_HELP = (
+    "fail a checked test whose heap (bytes it allocated and kept, traced with tracemalloc) grows "
+    "by more than this, e.g. '10 MB' (marker: max_growth=)"
+)
+RUNS_HELP = (
+    "run each checked test's body this many counted times after the warm-up runs, and call a "
+    "type a leak only when it grew in every counted run (marker: runs=)"
+)
+WARMUP_HELP = "warm-up runs before the counted runs (marker: warmup=; default 1 when runs is set)"
+
+MARKER_KWARGS = ("enabled", "strict", "max_growth", "runs", "warmup")
+
+_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: object, *, name: str, source: str) -> int:
+    """Bytes from ``1048576``, ``"10 MB"``, ``"1.5GiB"``, ``"512 B"``."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    match = _SIZE.match(value) if isinstance(value, str) else None
+    unit = match.group(2).lower() if match else ""
+    if match is None or (unit and unit not in _UNITS):
+        raise ConfigError(
+            f"{value!r} is not a valid size for {name} ({source}). Use a number of bytes or a "
+            f"number with a unit: B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of "
+            f"1024), for example '10 MB'."
+        )
+    return int(float(match.group(1)) * _UNITS[unit or "b"])
+
+
+def parse_count(value: object, *, name: str, source: str, minimum: int) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+        return value
+    raise ConfigError(
+        f"{value!r} is not a valid value for {name} ({source}): use a whole number >= {minimum}."
+    )
+
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -123,6 +171,9 @@ class Settings:
     strict: bool = False
     json_path: str | None = None
     watch: WatchSpec = field(default_factory=WatchSpec)
+    max_growth: int | None = None
+    runs: int = 0
+    warmup: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +183,9 @@ class ItemSettings:
     explicit: bool
     watch: WatchSpec
     reason: str
+    max_growth: int | None = None
+    runs: int = 0
+    warmup: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,30 +204,47 @@ def item_settings(session: Settings, markers: Sequence[MarkerArgs]) -> ItemSetti
                 f"Valid keyword arguments: {', '.join(MARKER_KWARGS)}; positional arguments "
                 f"are types to watch."
             )
-    values: dict[str, bool] = {}
+    values: dict[str, object] = {}
     for key in MARKER_KWARGS:
         for marker in markers:
             if key in marker.kwargs:
-                value = marker.kwargs[key]
-                if not isinstance(value, bool):
-                    raise ConfigError(
-                        f"{key}={value!r} in @pytest.mark.leakcheck is not a bool. "
-                        f"Use {key}=True or {key}=False."
-                    )
-                values[key] = value
+                values[key] = marker.kwargs[key]
                 break
+    for key in ("enabled", "strict"):
+        if key in values and not isinstance(values[key], bool):
+            raise ConfigError(
+                f"{key}={values[key]!r} in @pytest.mark.leakcheck is not a bool. "
+                f"Use {key}=True or {key}=False."
+            )
+    where = "@pytest.mark.leakcheck"
+    max_growth = session.max_growth
+    if values.get("max_growth") is not None:
+        max_growth = parse_size(values["max_growth"], name="max_growth", source=where)
+    runs = session.runs
+    if "runs" in values:
+        runs = parse_count(values["runs"], name="runs", source=where, minimum=0)
+    warmup = session.warmup
+    if "warmup" in values:
+        warmup = parse_count(values["warmup"], name="warmup", source=where, minimum=0)
     watch = session.watch
     for marker in markers:
         watch = watch | resolve_specs(marker.args)
     explicit = bool(markers)
     if explicit:
-        checked = values.get("enabled", True)
-        strict = values.get("strict", True)
+        checked = bool(values.get("enabled", True))
+        strict = bool(values.get("strict", True))
         reason = "marked" if checked else "opted out with enabled=False"
     else:
         checked = session.check_all
         strict = session.strict
         reason = "--leakcheck" if checked else "not selected"
     return ItemSettings(
-        checked=checked, strict=strict, explicit=explicit, watch=watch, reason=reason
+        checked=checked,
+        strict=strict,
+        explicit=explicit,
+        watch=watch,
+        reason=reason,
+        max_growth=max_growth,
+        runs=runs,
+        warmup=(1 if runs else 0) if warmup is None else warmup,
     )

@@ -3,16 +3,17 @@ turns the findings into test outcomes, a summary and a JSON report. Nothing impo
 
 from __future__ import annotations
 
+import inspect
 import os
 import traceback
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 
 from . import config as cfg
 from . import report, roots
-from .checker import LeakCheck, Options
+from .checker import LeakCheck, Options, RepeatError
 from .roots import RootInfo
 from .watch import WatchFilter
 
@@ -41,6 +42,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("leakcheck_strict", cfg.STRICT_HELP, default="false")
     parser.addini("leakcheck_json", cfg.JSON_HELP, default="")
     parser.addini("leakcheck_types", cfg.TYPES_HELP, type="args", default=[])
+    parser.addini("leakcheck_max_growth", cfg.MAX_GROWTH_HELP, default="")
+    parser.addini("leakcheck_runs", cfg.RUNS_HELP, default="0")
+    parser.addini("leakcheck_warmup", cfg.WARMUP_HELP, default="")
 
 
 def _usage(message: str) -> pytest.UsageError:
@@ -67,11 +71,33 @@ def _resolve_settings(config: pytest.Config) -> cfg.Settings:
             f"leakcheck_types in {config.inipath}: {exc}. List classes as importable dotted "
             f"names (myapp.session.User) or globs (myapp.session.*)."
         ) from None
+    source = f"ini file {config.inipath or '?'}"
+    try:
+        max_growth_raw = config.getini("leakcheck_max_growth")
+        max_growth = (
+            cfg.parse_size(max_growth_raw, name="leakcheck_max_growth", source=source)
+            if max_growth_raw
+            else None
+        )
+        runs = cfg.parse_count(
+            config.getini("leakcheck_runs"), name="leakcheck_runs", source=source, minimum=0
+        )
+        warmup_raw = config.getini("leakcheck_warmup")
+        warmup = (
+            cfg.parse_count(warmup_raw, name="leakcheck_warmup", source=source, minimum=0)
+            if warmup_raw
+            else None
+        )
+    except cfg.ConfigError as exc:
+        raise _usage(f"{exc} Fix the line in {config.inipath}.") from None
     return cfg.Settings(
         check_all=_flag_or_ini(config, "leakcheck", "leakcheck"),
         strict=_flag_or_ini(config, "leakcheck_strict", "leakcheck_strict"),
         json_path=str(json_path) if json_path else None,
         watch=watch,
+        max_growth=max_growth,
+        runs=runs,
+        warmup=warmup,
     )
 
 
@@ -92,6 +118,7 @@ class LeakcheckSession:
         self.entries: list[dict[str, Any]] = []
         self.not_checked: list[dict[str, str]] = []
         self.internal_errors: list[str] = []
+        self.heaps: list[dict[str, Any]] = []
         self.checked = 0
 
     # -- selection ---------------------------------------------------------------------------
@@ -141,11 +168,42 @@ class LeakcheckSession:
         )
         check = LeakCheck(
             watch,
-            Options(strict=settings.strict),
+            Options(strict=settings.strict, max_growth=settings.max_growth),
             extra_roots=lambda: _fixture_roots(item),
         )
         check.start()
         item.stash[CHECK_KEY] = check
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        """Under ``runs=``, run the test body warm-up + counted times inside the window."""
+        settings = self._item_settings(pyfuncitem)
+        check = pyfuncitem.stash.get(CHECK_KEY, None)
+        if settings is None or check is None or not settings.runs:
+            return None
+        function = pyfuncitem.obj
+        if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+            raise RepeatError(
+                "pytest-leakcheck cannot repeat an async test body (runs=); use the leakcheck "
+                "fixture's cycles() inside the test around the part that should repeat"
+            )
+        names = pyfuncitem._fixtureinfo.argnames
+        kwargs = {name: pyfuncitem.funcargs[name] for name in names}
+        total = settings.warmup + settings.runs
+        for run in check.cycles(settings.runs, settings.warmup):
+            try:
+                function(**kwargs)
+            except Exception as exc:
+                if run == 0:
+                    raise
+                raise RepeatError(
+                    f"pytest-leakcheck: the test body raised on run {run + 1} of {total} "
+                    f"(warmup={settings.warmup}, runs={settings.runs}) after its first run "
+                    f"passed, so it cannot be repeated: it probably uses up a one-shot fixture "
+                    f"or state. Remove runs= from this test, or loop over the repeatable part "
+                    f"with the leakcheck fixture: for _ in leakcheck.cycles(5, warmup=2): ..."
+                ) from exc
+        return True
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -184,10 +242,11 @@ class LeakcheckSession:
             check.abort()
             raise
         self.checked += 1
+        # Carried to the xdist controller on the report, also for clean tests (their heap).
+        data = report.findings_data(findings)
+        rep.leakcheck = data  # type: ignore[attr-defined]
         if findings.verdict is None:
             return
-        data = report.findings_data(findings)
-        rep.leakcheck = data  # type: ignore[attr-defined]  # carried to the xdist controller
         if findings.verdict == "leak":
             rep.outcome = "failed"
             rep.longrepr = report.format_findings(data)
@@ -231,7 +290,10 @@ class LeakcheckSession:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "leakcheck", None)
         if report.when == "teardown" and isinstance(data, dict):
-            self.entries.append({"nodeid": report.nodeid, **data})
+            heap = data.get("heap") or {}
+            self.heaps.append({"nodeid": report.nodeid, **heap})
+            if data.get("verdict") is not None:
+                self.entries.append({"nodeid": report.nodeid, **data})
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.internal_errors:
@@ -260,8 +322,51 @@ class LeakcheckSession:
         report.write_json(
             path,
             sorted(self.entries, key=lambda e: e["nodeid"]),
-            {"not_checked": self.not_checked},
+            {
+                "not_checked": self.not_checked,
+                "checked": sorted(self.heaps, key=lambda e: e["nodeid"]),
+            },
         )
+
+
+class CycleRunner:
+    """What the ``leakcheck`` fixture gives a test: cycles judged like ``runs=``."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self._request = request
+
+    def cycles(
+        self, runs: int, warmup: int = 0, *, types: Sequence[type | str] = ()
+    ) -> Iterator[int]:
+        """``for _ in leakcheck.cycles(5, warmup=2): connect(); disconnect()``.
+
+        After the last run, the test fails if a watched type (the project's classes, plus
+        ``types``) grew in every counted run, or the traced heap did, with the report of a leak.
+        """
+        node = self._request.node
+        try:
+            spec = cfg.resolve_specs(types)
+        except cfg.ConfigError as exc:
+            raise _usage(f"{node.nodeid}: leakcheck.cycles(): {exc}") from None
+        watch = WatchFilter(
+            rootdir=str(node.config.rootpath), types=spec.types, patterns=spec.patterns
+        )
+        check = LeakCheck(watch, Options(strict=True))
+        check.start()
+        try:
+            yield from check.cycles(runs, warmup)
+        except BaseException:
+            check.abort()
+            raise
+        findings = check.finish()
+        if findings.verdict == "leak":
+            pytest.fail(report.format_findings(report.findings_data(findings)), pytrace=False)
+
+
+@pytest.fixture
+def leakcheck(request: pytest.FixtureRequest) -> CycleRunner:
+    """Repeat part of a test in cycles and fail it when something grows in every cycle."""
+    return CycleRunner(request)
 
 
 def _fixture_roots(item: pytest.Item) -> dict[int, RootInfo]:

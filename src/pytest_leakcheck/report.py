@@ -10,13 +10,23 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .checker import Findings, LeakGroup
+from .checker import Findings, Heap, LeakGroup
+from .cycles import sparkline
 from .roots import HINTS
 
 SCHEMA_VERSION = 1
 MAX_GROUPS_SHOWN = 5
 MAX_PATH_LINES = 14
 MAX_PATHS_PER_GROUP = 2
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(size) < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
 
 
 def group_data(group: LeakGroup) -> dict[str, Any]:
@@ -29,6 +39,20 @@ def group_data(group: LeakGroup) -> dict[str, Any]:
         "path": list(group.path),
         "other_paths": [list(r.path) for r in group.retentions[1:]],
         "untraced": group.untraced,
+        "retained_bytes": group.retained_bytes,
+        "retained_complete": group.retained_complete,
+        "per_run": list(group.per_run),
+    }
+
+
+def heap_data(heap: Heap | None) -> dict[str, Any] | None:
+    if heap is None:
+        return None
+    return {
+        "objects_before": heap.objects_before,
+        "objects_after": heap.objects_after,
+        "traced_growth_bytes": heap.traced_growth,
+        "max_growth_bytes": heap.max_growth,
     }
 
 
@@ -36,6 +60,9 @@ def findings_data(findings: Findings) -> dict[str, Any]:
     return {
         "verdict": findings.verdict,
         "leaks": [group_data(g) for g in findings.groups],
+        "heap": heap_data(findings.heap),
+        "heap_leak": findings.heap_leak,
+        "cycles": findings.cycles.data() if findings.cycles is not None else None,
         "snapshot": findings.mode,
         "settle_seconds": round(findings.settle_seconds, 4),
         "check_seconds": round(findings.check_seconds, 4),
@@ -49,6 +76,8 @@ def _plural(n: int, word: str) -> str:
 def verdict_line(data: Mapping[str, Any]) -> str:
     leaks = [g for g in data["leaks"] if g["verdict"] == "leak"]
     shown = leaks or list(data["leaks"])
+    if not shown:
+        return _heap_verdict(data)
     total = sum(g["count"] for g in shown)
     kinds = sorted({g["root"] for g in shown})
     what = "leaked" if leaks else "left (suspect)"
@@ -64,12 +93,35 @@ def _bounded_path(path: Sequence[str]) -> list[str]:
     return [*path[:head], f"... {len(path) - head - tail} more steps ...", *path[-tail:]]
 
 
+def _heap_verdict(data: Mapping[str, Any]) -> str:
+    heap = data.get("heap") or {}
+    growth = heap.get("traced_growth_bytes")
+    limit = heap.get("max_growth_bytes")
+    if limit is not None and growth is not None and growth > limit:
+        return f"the heap grew by {human_size(growth)} (limit {human_size(limit)})"
+    cycles = data.get("cycles") or {}
+    if cycles.get("heap_grows"):
+        per_run = ", ".join(human_size(d) for d in cycles.get("heap_per_run") or [])
+        return f"the heap grew in every counted run: [{per_run}]"
+    return "nothing leaked"
+
+
+def _retaining(group: Mapping[str, Any]) -> str:
+    size = group.get("retained_bytes")
+    if size is None:
+        return ""
+    at_least = "" if group.get("retained_complete", True) else "at least "
+    return f", retaining {at_least}{human_size(size)},"
+
+
 def format_group(group: Mapping[str, Any]) -> list[str]:
     label = "LEAK" if group["verdict"] == "leak" else "suspect"
     lines = [
-        f"{label}: {group['count']} x {group['type']} held by {group['root']}: "
-        f"{group['root_description']}",
+        f"{label}: {group['count']} x {group['type']}{_retaining(group)} held by "
+        f"{group['root']}: {group['root_description']}",
     ]
+    if group.get("per_run"):
+        lines.append(f"  +{group['per_run'][0]} per run: {group['per_run']}")
     paths = [group["path"], *group.get("other_paths", [])][:MAX_PATHS_PER_GROUP]
     for n, path in enumerate(paths):
         if n:
@@ -86,6 +138,35 @@ def format_group(group: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def format_heap(data: Mapping[str, Any]) -> list[str]:
+    heap = data.get("heap")
+    if not heap:
+        return []
+    line = f"heap: {heap['objects_before']:,} -> {heap['objects_after']:,} tracked objects"
+    if heap.get("traced_growth_bytes") is not None:
+        line += f"; {human_size(heap['traced_growth_bytes'])} allocated and kept"
+        if heap.get("max_growth_bytes") is not None:
+            line += f" (limit {human_size(heap['max_growth_bytes'])})"
+    return [line]
+
+
+def format_cycles(cycles: Mapping[str, Any] | None) -> list[str]:
+    if not cycles:
+        return []
+    lines = [f"cycles: {cycles['warmup']} warm-up + {cycles['runs']} counted runs"]
+    objects = cycles["objects"]
+    lines.append(f"  objects after each run: {sparkline(objects)} {objects}")
+    traced = cycles.get("traced_bytes")
+    if traced:
+        sizes = ", ".join(human_size(t) for t in traced)
+        lines.append(f"  heap after each run:    {sparkline(traced)} [{sizes}]")
+    for name, deltas in sorted(cycles.get("per_run", {}).items()):
+        if any(deltas):
+            grows = "  <- grows every run" if name in cycles.get("growing", []) else ""
+            lines.append(f"  {name} per counted run: {deltas}{grows}")
+    return lines
+
+
 def format_findings(data: Mapping[str, Any]) -> str:
     groups = list(data["leaks"])
     lines = [f"leakcheck: {verdict_line(data)}", ""]
@@ -94,6 +175,8 @@ def format_findings(data: Mapping[str, Any]) -> str:
         lines.append("")
     if len(groups) > MAX_GROUPS_SHOWN:
         lines.append(f"... and {len(groups) - MAX_GROUPS_SHOWN} more groups (see the JSON report)")
+    lines.extend(format_cycles(data.get("cycles")))
+    lines.extend(format_heap(data))
     if data.get("settle_seconds", 0) >= 0.001:
         waited = data["settle_seconds"] * 1000
         lines.append(f"(waited {waited:.0f} ms for threads started by the test to finish)")
@@ -104,7 +187,12 @@ def summary_lines(entries: Iterable[Mapping[str, Any]], limit: int = 20) -> list
     out: list[str] = []
     items = list(entries)
     for entry in items[:limit]:
-        parts = [f"{g['count']} x {g['type']} ({g['root']})" for g in entry["leaks"]]
+        parts = [
+            f"{g['count']} x {g['type']}{_retaining(g).rstrip(',')} ({g['root']})"
+            for g in entry["leaks"]
+        ]
+        if entry.get("heap_leak"):
+            parts.append(_heap_verdict(entry))
         out.append(f"{entry['verdict'].upper()} {entry['nodeid']}: {'; '.join(parts)}")
     if len(items) > limit:
         out.append(f"... and {len(items) - limit} more tests (see the JSON report)")

@@ -26,10 +26,11 @@ import functools
 import gc
 import sysconfig
 import threading
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .watch import WatchFilter
+from .watch import WatchFilter, qualified_name
 
 # Saved at import so that the checker itself never goes through its own wrappers.
 _real_collect = gc.collect
@@ -57,9 +58,14 @@ _freeze_probe_result: bool | None = None
 
 class Window(Protocol):
     mode: str
+    objects_before: int
+    objects_after: int
 
     def close(self) -> set[int]:
         """End the window and return the ids of watched objects it made that are still alive."""
+
+    def sample(self) -> tuple[int, Counter[str]]:
+        """Without ending the window: tracked objects in the heap, and new watched ones by type."""
 
 
 def collect_all() -> None:
@@ -78,18 +84,41 @@ def watched_ids(objects: list[Any], watch: WatchFilter) -> set[int]:
     return {id(o) for o in objects if is_watched(type(o), cache)}
 
 
+def _count_by_type(objects: list[Any], watch: WatchFilter, skip: set[int]) -> Counter[str]:
+    cache = watch.new_cache()
+    is_watched = watch.is_watched
+    types = Counter(type(o) for o in objects if is_watched(type(o), cache) and id(o) not in skip)
+    return Counter({qualified_name(tp): n for tp, n in types.items()})
+
+
 class FullHeapWindow:
     """Compare the watched instances of the whole heap before and after."""
 
     mode = "full-heap"
 
-    def __init__(self, watch: WatchFilter, before: set[int] | None = None) -> None:
+    def __init__(
+        self, watch: WatchFilter, before: set[int] | None = None, objects_before: int = 0
+    ) -> None:
         self._watch = watch
-        self._before = before if before is not None else watched_ids(_real_get_objects(), watch)
+        if before is None:
+            objects = _real_get_objects()
+            before = watched_ids(objects, watch)
+            objects_before = len(objects)
+            del objects
+        self._before = before
+        self.objects_before = objects_before
+        self.objects_after = objects_before
 
     def close(self) -> set[int]:
         _real_collect()
-        return watched_ids(_real_get_objects(), self._watch) - self._before
+        objects = _real_get_objects()
+        self.objects_after = len(objects)
+        return watched_ids(objects, self._watch) - self._before
+
+    def sample(self) -> tuple[int, Counter[str]]:
+        _real_collect()
+        objects = _real_get_objects()
+        return len(objects), _count_by_type(objects, self._watch, self._before)
 
 
 class FrozenWindow:
@@ -105,6 +134,7 @@ class FrozenWindow:
         self._saved: dict[str, Callable[..., Any]] = {}
         _real_freeze()
         _frozen_active = True
+        self.objects_before = self.objects_after = _real_get_freeze_count()
         # Per window, not only the module flag: a wrapper that a test kept a reference to must not
         # unfreeze a later window.
         self._frozen = True
@@ -154,24 +184,40 @@ class FrozenWindow:
             _real_unfreeze()
             _frozen_active = self._frozen = False
             old = watched_ids(_real_get_objects(), self._watch) - new
-            self._degraded = FullHeapWindow(self._watch, before=old)
+            self._degraded = FullHeapWindow(
+                self._watch, before=old, objects_before=self.objects_before
+            )
 
     def close(self) -> set[int]:
         global _frozen_active
         with self._lock:
             if self._degraded is not None:
-                return self._degraded.close()
+                ids = self._degraded.close()
+                self.objects_after = self._degraded.objects_after
+                return ids
             self._uninstall()
             try:
                 # Only the young generations are walked: the old heap is still frozen.
                 _real_collect()
                 young = _real_get_objects()
                 ids = watched_ids(young, self._watch)
+                self.objects_after = self.objects_before + len(young)
                 del young
             finally:
                 _real_unfreeze()
                 _frozen_active = self._frozen = False
             return ids
+
+    def sample(self) -> tuple[int, Counter[str]]:
+        with self._lock:
+            if self._degraded is not None:
+                return self._degraded.sample()
+            _real_collect()  # the young generations only, as at the end of the window
+            young = _real_get_objects()
+            try:
+                return self.objects_before + len(young), _count_by_type(young, self._watch, set())
+            finally:
+                del young
 
     def abort(self) -> None:
         """Undo the freeze and the wrappers without looking at anything (the error path)."""
