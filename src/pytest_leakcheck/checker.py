@@ -404,10 +404,10 @@ def _settle(
     while they were looked up (a thread that exits during a collection leaves its garbage for
     the next one). A real leak shows no progress and costs one short pause.
     """
-    began = time.monotonic()
     pause = 0.002
     threads = _thread_idents()
     alive = snapshot.find_by_id(ids)
+    began = time.monotonic()  # what is reported is the waiting, not the first look-up
     while alive and time.monotonic() - began < budget:
         now = _thread_idents()
         if now == threads and not (now - threads_before):

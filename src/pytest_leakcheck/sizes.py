@@ -133,18 +133,32 @@ def _owned_size(
 
 
 def _owned_leaves(untracked: list[object]) -> tuple[int, int, list[object]]:
-    """Size the untracked objects that only their (owned) container refers to.
+    """Size the untracked objects that only owned containers refer to.
 
-    Returns their bytes, their number, and those of them that are themselves containers (an
-    untracked tuple of strings), whose contents the caller walks next.
+    A leaf listed ``k`` times in this batch (``k`` references from the owned containers being
+    expanded) is theirs alone when its reference count is those ``k``, plus the ``k`` entries of
+    ``untracked`` and the call's argument. Returns the bytes, the number of such objects, and
+    those of them that are containers themselves (an untracked tuple of strings), whose contents
+    the caller walks next.
     """
     probe = object()
     untracked.append(probe)
     counts = list(map(sys.getrefcount, untracked))
     untracked.pop()
-    # The probe's count is the list, the call's argument and the ``probe`` variable: the same as
-    # a leaf's list, argument and single container reference.
-    only_one = counts.pop()
-    mine = list(compress(untracked, map(operator.eq, counts, repeat(only_one))))
-    containers = list(compress(mine, map(_UNTRACKED_CONTAINERS.__contains__, map(type, mine))))
-    return _aligned_total(mine), len(mine), containers
+    # The probe: one list entry, the argument and the ``probe`` variable, as a leaf with k == 1.
+    single = counts.pop()
+    # The common case, a leaf listed once: compare in C, no table per leaf.
+    leaves = list(compress(untracked, map(operator.eq, counts, repeat(single))))
+    # The rest is shared, or listed several times by owned containers (k > 1).
+    rest = list(compress(untracked, map(operator.ne, counts, repeat(single))))
+    if rest:
+        rest_counts = list(map(sys.getrefcount, rest))  # one more: the ``rest`` list
+        listed = Counter(map(id, rest))
+        for obj, count in zip(rest, rest_counts, strict=True):
+            k = listed.get(id(obj), 0)
+            if k > 1 and count == single + 3 * (k - 1) + 1:
+                leaves.append(obj)
+                listed[id(obj)] = 0  # count it once
+        rest.clear()
+    kinds = map(_UNTRACKED_CONTAINERS.__contains__, map(type, leaves))
+    return _aligned_total(leaves), len(leaves), list(compress(leaves, kinds))

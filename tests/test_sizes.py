@@ -1,0 +1,308 @@
+"""How much each leak keeps, how the heap grew, and leaks that only show over repeated cycles."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from examples.user_session import User
+from pympler import asizeof
+
+from pytest_leakcheck import check_leaks
+from pytest_leakcheck.config import ConfigError, parse_size
+from pytest_leakcheck.sizes import retained_size
+
+SHARED_BIG = ["shared" * 100 for _ in range(2000)]  # about 1.3 MB that every holder points to
+REGISTRY: list[object] = []
+
+
+class Holder:
+    def __init__(self, payload: object) -> None:
+        self.payload = payload
+        self.shared = SHARED_BIG
+
+
+@pytest.fixture
+def user() -> User:
+    user = User("sized")
+    user.clear_timer()
+    return user
+
+
+def test_the_seed_users_retained_size_is_within_10_percent_of_asizeof(user: User) -> None:
+    ours = retained_size([user])
+    reference = asizeof.asizeof(user)
+    assert ours.complete
+    assert ours.bytes > 50_000_000  # tens of MB, as in the seed
+    assert abs(ours.bytes - reference) / reference < 0.10, (ours.bytes, reference)
+
+
+def test_shared_objects_are_not_counted() -> None:
+    alone = retained_size([Holder(None)])
+    owned = retained_size([Holder(bytes(1_000_000))])
+    assert alone.bytes < 2000  # the big shared list is not the holder's
+    assert 1_000_000 < owned.bytes < 1_002_000  # a private megabyte is
+
+
+def test_modules_and_classes_are_not_counted() -> None:
+    import collections
+
+    holder = Holder(collections)  # a module
+    holder.kind = Holder  # type: ignore[attr-defined]  # and a class
+    assert retained_size([holder]).bytes < 2000
+
+
+def test_what_two_survivors_share_is_theirs_together() -> None:
+    private = bytes(500_000)
+    a, b = Holder(private), Holder(private)
+    del private
+    assert retained_size([a]).bytes < 2000  # b holds it too
+    assert retained_size([a, b]).bytes > 500_000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("10 MB", 10_000_000),
+        ("10MB", 10_000_000),
+        ("1.5 GiB", int(1.5 * 1024**3)),
+        ("512 B", 512),
+        ("512", 512),
+        ("64 kib", 65536),
+        (2048, 2048),
+    ],
+)
+def test_sizes_parse_with_units(text: str | int, expected: int) -> None:
+    assert parse_size(text, name="max_growth", source="test") == expected
+
+
+@pytest.mark.parametrize("text", ["10 MBs", "ten MB", "-5 MB", "", "5 TB", True, 1.5])
+def test_bad_sizes_are_refused_with_the_valid_units(text: object) -> None:
+    with pytest.raises(ConfigError, match=r"B, KB, MB, GB .* KiB, MiB, GiB"):
+        parse_size(text, name="max_growth", source="test")
+
+
+def test_a_bad_max_growth_in_a_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.leakcheck(max_growth="lots")
+        def test_it():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "'lots' is not a valid size for max_growth" in result.stderr.str()
+
+
+def test_a_bad_ini_runs_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nleakcheck_runs = many\n")
+    pytester.makepyfile("def test_it(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "'many' is not a valid value for leakcheck_runs" in result.stderr.str()
+
+
+GROWTH = """
+    import pytest
+
+    KEEP = []
+
+    @pytest.mark.leakcheck(max_growth="1 MB")
+    def test_keeps_two_megabytes():
+        KEEP.append(bytes(2_000_000))  # not an instance of a project class: only the heap shows it
+
+    @pytest.mark.leakcheck(max_growth="1 MB")
+    def test_allocates_and_frees_two_megabytes():
+        data = bytes(2_000_000)
+        del data
+
+    @pytest.mark.leakcheck(max_growth="10 MB")
+    def test_keeps_two_megabytes_under_a_higher_limit():
+        KEEP.append(bytes(2_000_000))
+"""
+
+
+def test_max_growth_fails_a_test_whose_heap_grows_past_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(GROWTH)
+    result = pytester.runpytest_subprocess("--leakcheck-json=out.json", "-p", "no:randomly")
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_keeps_two_megabytes*",
+            "leakcheck: the heap grew by 2.? MB (limit 1.0 MB)",
+            "heap: * tracked objects; 2.? MB allocated and kept (limit 1.0 MB)",
+        ]
+    )
+    assert "test_allocates_and_frees" not in result.stdout.str().split("short test summary")[1]
+    doc = json.loads((pytester.path / "out.json").read_text())
+    [entry] = doc["tests"]
+    assert entry["nodeid"].endswith("::test_keeps_two_megabytes")
+    assert entry["heap_leak"] is True
+    assert 2_000_000 <= entry["heap"]["traced_growth_bytes"] < 2_300_000
+
+
+CYCLES = """
+    import functools
+    import pytest
+
+    class Session:
+        pass
+
+    class Config:
+        pass
+
+    REGISTRY = []
+
+    @functools.lru_cache(maxsize=None)
+    def config():
+        return Config()  # filled once, by the first run
+
+    def connect():
+        config()
+        session = Session()
+        REGISTRY.append(session)  # the leak: one per connect, never removed
+        return session
+
+    def connect_cached_only():
+        return config()
+"""
+
+
+def test_runs_tell_a_registry_that_grows_every_cycle_from_a_cache(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        CYCLES
+        + """
+    @pytest.mark.leakcheck(runs=3, warmup=2)
+    def test_registry_grows():
+        connect()
+
+    @pytest.mark.leakcheck(runs=3, warmup=2)
+    def test_cache_fills_once():
+        connect_cached_only()
+        """
+    )
+    result = pytester.runpytest_subprocess("--leakcheck-json=out.json")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_registry_grows*",
+            "LEAK: 5 x *.Session, retaining *, held by module global: module *",
+            "  +1 per run: [[]1, 1, 1]",
+            "cycles: 2 warm-up + 3 counted runs",
+            "  objects after each run: * [[]*]",
+            "  heap after each run: * [[]*]",
+            "  *.Session per counted run: [[]1, 1, 1]  <- grows every run",
+        ]
+    )
+    doc = json.loads((pytester.path / "out.json").read_text())
+    [entry] = doc["tests"]
+    assert entry["nodeid"].endswith("::test_registry_grows")
+    cycles = entry["cycles"]
+    assert (cycles["runs"], cycles["warmup"], len(cycles["objects"])) == (3, 2, 6)
+    assert cycles["growing"] == [
+        "test_runs_tell_a_registry_that_grows_every_cycle_from_a_cache.Session"
+    ]
+
+
+def test_without_runs_the_cache_is_indistinguishable_from_a_leak(
+    pytester: pytest.Pytester,
+) -> None:
+    # The reason runs exist: a single run sees the cached Config as a survivor.
+    pytester.makepyfile(
+        CYCLES
+        + """
+    @pytest.mark.leakcheck
+    def test_cache_fills_once():
+        connect_cached_only()
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["LEAK: 1 x *.Config, *held by functools cache*"])
+
+
+def test_the_leakcheck_fixture_judges_explicit_cycles(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        CYCLES
+        + """
+    def test_explicit_loop_leaks(leakcheck):
+        for _ in leakcheck.cycles(3, warmup=2):
+            connect()
+
+    def test_explicit_loop_with_cache_is_clean(leakcheck):
+        for _ in leakcheck.cycles(3, warmup=2):
+            connect_cached_only()
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_explicit_loop_leaks _*",
+            "LEAK: 5 x *.Session, retaining *, held by module global: *",
+            "  +1 per run: [[]1, 1, 1]",
+        ]
+    )
+
+
+def test_a_body_that_cannot_be_repeated_is_told_so(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def ticket():
+            return iter(["the only one"])
+
+        @pytest.mark.leakcheck(runs=2)
+        def test_uses_up_its_ticket(ticket):
+            next(ticket)
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*RepeatError: pytest-leakcheck: the test body raised on run 2 of 3 (warmup=1, "
+            "runs=2) after its first run passed, so it cannot be repeated*",
+        ]
+    )
+
+
+def test_cycles_work_from_the_pure_api() -> None:
+    class Session:
+        pass
+
+    with check_leaks(Session) as check:
+        for run in check.cycles(3, warmup=1):
+            if run == 0:
+                REGISTRY.append(Session())  # a cache filled by the warm-up
+    REGISTRY.clear()
+    assert check.findings is not None
+    assert check.findings.verdict is None
+    assert check.findings.cycles is not None
+    assert check.findings.cycles.type_deltas() == {f"{__name__}.{Session.__qualname__}": [0, 0, 0]}
+
+    with check_leaks(Session) as check:
+        for _ in check.cycles(3, warmup=1):
+            REGISTRY.append(Session())
+    REGISTRY.clear()
+    assert check.findings is not None
+    [group] = check.findings.leaks
+    assert group.per_run == (1, 1, 1)
+    assert group.count == 4  # every session of a growing type survives, the warm-up's too
+
+
+def test_every_leaked_group_reports_its_retained_size() -> None:
+    with check_leaks(Holder) as check:
+        REGISTRY.append(Holder(bytes(300_000)))
+    REGISTRY.clear()
+    assert check.findings is not None
+    [group] = check.findings.leaks
+    assert group.retained_bytes is not None
+    assert 300_000 < group.retained_bytes < 302_000
