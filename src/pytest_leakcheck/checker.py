@@ -5,21 +5,23 @@ Nothing here imports pytest. ``plugin`` is a thin adapter over :class:`LeakCheck
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import sys
 import threading
 import time
 import tracemalloc
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
-from . import roots, snapshot
+from . import describe, roots, snapshot
 from .cycles import Sample, Series
 from .retention import Retention, SearchLimits, _FrameIndex, find_path
-from .roots import RootInfo
+from .roots import Pending, RootInfo
 from .sizes import retained_size
 from .watch import WatchFilter, qualified_name
 
@@ -75,6 +77,12 @@ class Findings:
     check_seconds: float = 0.0
     heap: Heap | None = None
     cycles: Series | None = None
+    pending: tuple[Pending, ...] = ()  # what the block started and left running
+    proof: tuple[str, ...] = ()  # what stopping it did
+
+    @property
+    def pending_leaks(self) -> tuple[Pending, ...]:
+        return tuple(p for p in self.pending if p.kind in roots.PENDING_LEAK_KINDS)
 
     @property
     def leaks(self) -> tuple[LeakGroup, ...]:
@@ -92,9 +100,9 @@ class Findings:
 
     @property
     def verdict(self) -> Verdict | None:
-        if self.leaks or self.heap_leak:
+        if self.leaks or self.heap_leak or self.pending_leaks:
             return "leak"
-        if self.suspects:
+        if self.suspects or self.pending:
             return "suspect"
         return None
 
@@ -117,6 +125,8 @@ class Options:
     limits: SearchLimits = field(default_factory=SearchLimits)
     max_growth: int | None = None  # bytes; traces the block with tracemalloc when set
     sizes: bool = True  # measure what each leaked group retains
+    ignore_threads: tuple[str, ...] = ()  # name globs of threads a test may leave running
+    stop_pending: bool = True  # cancel what the block left pending, and say what that freed
 
 
 class RepeatError(RuntimeError):
@@ -145,10 +155,15 @@ class LeakCheck:
         self._tracing: _Tracing | None = None
         self._series: Series | None = None
         self._caller_refs: dict[int, int] = {}
+        self._process = roots.ProcessState()
+        # Threads that something outside the block owns although the block started them (a
+        # wider-scoped pytest fixture set up inside the window): not the block's to leave running.
+        self.foreign_threads: set[int] = set()
         self.findings: Findings | None = None
 
     def start(self) -> None:
         self._threads_before = _thread_idents()
+        self._process = roots.ProcessState()
         self._atexit.start()
         try:
             if self.options.max_growth is not None:
@@ -214,17 +229,32 @@ class LeakCheck:
             traced_growth=growth,
             max_growth=self.options.max_growth,
         )
+        root_ids = window.root_ids
         del window
         series, self._series = self._series, None
         groups: tuple[LeakGroup, ...] = ()
+        pending: list[Pending] = self._process_changes()
+        proof: list[str] = []
         waited = 0.0
-        if ids:
-            survivors, waited = _settle(ids, self.options.settle, self._threads_before)
+        if ids or root_ids:
+            alive, waited = _settle(ids | root_ids, self.options.settle, self._threads_before)
+            survivors = [o for o in alive if id(o) in ids]
+            started = [o for o in alive if id(o) in root_ids]
+            alive.clear()
             try:
                 with _threads_paused():
                     groups = self._explain(survivors, series)
+                    running = self._pending(started)
+                started.clear()  # what is still running stays in ``running`` alone
+                pending.extend(p for p, _ in running)
+                if self.options.stop_pending:
+                    proof = self._stop(running, survivors, groups)
             finally:
                 survivors.clear()
+                started.clear()
+                running = []
+        elif self.options.stop_pending:
+            proof = self._process.restore_itimers()
         self._atexit.clear()
         self.findings = Findings(
             groups=groups,
@@ -233,8 +263,122 @@ class LeakCheck:
             check_seconds=time.perf_counter() - began,
             heap=heap,
             cycles=series,
+            pending=tuple(pending),
+            proof=tuple(proof),
         )
         return self.findings
+
+    def _process_changes(self) -> list[Pending]:
+        found = self._process.changes()
+        added = self._atexit.added()
+        found.extend(Pending(roots.ATEXIT, desc) for desc in added)
+        return found
+
+    def _pending(self, started: list[object]) -> list[tuple[Pending, object]]:
+        """What the test started that is really still running or scheduled."""
+        ignore = (*roots.BUILTIN_IGNORED_THREADS, *self.options.ignore_threads)
+        return self._pending_of(started, ignore)
+
+    def _pending_of(
+        self, started: list[object], ignore: tuple[str, ...]
+    ) -> list[tuple[Pending, object]]:
+        found: list[tuple[Pending, object]] = []
+        for obj in started:
+            if isinstance(obj, threading.Thread) and obj.ident in self.foreign_threads:
+                continue
+            try:
+                kind = roots.pending_kind(obj, ignore)
+                if kind is not None:
+                    found.append((Pending(kind, describe.root(obj)), obj))
+            except Exception:  # a hostile subclass: it is not what the test left running
+                continue
+        return found
+
+    def _stop(
+        self,
+        running: list[tuple[Pending, object]],
+        survivors: list[object],
+        groups: tuple[LeakGroup, ...],
+    ) -> list[str]:
+        """Cancel what can be cancelled, one at a time, and say what each freed.
+
+        This is the proof of cause, and it also keeps one test's timers from firing into the
+        next tests and a non-daemon timer chain from holding up the interpreter's exit. Each
+        stopped object is dropped before the survivors are looked up again: held here, it would
+        keep alive what it holds.
+        """
+        leaked = {g.type for g in groups}
+        remaining = {id(o): name for o in survivors if (name := qualified_name(type(o))) in leaked}
+        survivors.clear()  # from here on the survivors are followed by id only
+        # Tasks first: cancelling a task also cancels the timers of the sleep it waits in.
+        running.sort(key=lambda entry: entry[0].kind != roots.TASK)
+        sizes = {g.type: (g.count, g.retained_bytes) for g in groups}
+        results: list[tuple[str, str, Counter[str]]] = []  # (shape, text, freed)
+        callbacks: set[object] = set()  # functions of what was stopped, to find re-armed copies
+        loops: list[object] = []
+        for _ in range(4):  # a chain re-arms while it is stopped: a few rounds, bounded
+            while running:
+                item, obj = running.pop(0)
+                _note_chain(obj, callbacks, loops)
+                try:
+                    action = roots.stop(obj, item.kind)
+                except Exception as exc:
+                    action = f"could not stop {item.kind}: {exc!r}"
+                    item = Pending("error", action)
+                finally:
+                    obj = None
+                if item.kind == "error" or action is None:
+                    why = (
+                        "threads cannot be stopped from outside"
+                        if item.kind == roots.THREAD
+                        else "its loop is not running"
+                    )
+                    text = action or f"left running ({why}): {item.description}"
+                    results.append((_NUMBERS.sub("#", text), text, Counter()))
+                    continue
+                if remaining:
+                    alive = snapshot.find_by_id(set(remaining))
+                    still = {id(o) for o in alive}
+                    alive.clear()
+                else:
+                    still = set()
+                freed = Counter(name for key, name in remaining.items() if key not in still)
+                remaining = {key: name for key, name in remaining.items() if key in still}
+                results.append((_NUMBERS.sub("#", action), action, freed))
+            if not remaining:
+                break
+            running = self._rearmed(callbacks, loops)
+            if not running:
+                break
+        loops.clear()
+        callbacks.clear()
+        lines = [_merge_result(text, n, freed, sizes) for text, n, freed in _merged(results)]
+        lines.extend(self._process.restore_itimers())
+        if remaining and lines:
+            held = Counter(remaining.values())
+            lines.append(
+                "still alive after stopping what could be stopped: "
+                + ", ".join(f"{n} x {t}" for t, n in sorted(held.items()))
+                + " (held by something else as well)"
+            )
+        return lines
+
+    def _rearmed(self, callbacks: set[object], loops: list[object]) -> list[tuple[Pending, object]]:
+        """Timers and handles that a stopped chain re-armed while the check ran.
+
+        A Timer started after the test began, or a handle on a loop we stopped one on that calls
+        the same function, is the same leak one tick later.
+        """
+        ignore = (*roots.BUILTIN_IGNORED_THREADS, *self.options.ignore_threads)
+        candidates: list[object] = [
+            t
+            for t in threading.enumerate()
+            if isinstance(t, threading.Timer) and t.ident not in self._threads_before
+        ]
+        for loop in loops:
+            queued = [*getattr(loop, "_scheduled", ()), *getattr(loop, "_ready", ())]
+            candidates.extend(h for h in queued if _callback_function(h) in callbacks)
+        return self._pending_of(candidates, ignore)
 
     def _explain(self, survivors: list[object], series: Series | None) -> tuple[LeakGroup, ...]:
         by_type = _by_type(survivors)
@@ -353,6 +497,66 @@ class _Tracing:
         if self.owned:
             tracemalloc.stop()
         return growth
+
+
+def _callback_function(obj: object) -> object:
+    """The plain function behind a timer's or handle's callback (bound methods unwrapped)."""
+    func = getattr(obj, "function", None) if isinstance(obj, threading.Timer) else None
+    if isinstance(obj, asyncio.Handle):
+        func = getattr(obj, "_callback", None)
+    return getattr(func, "__func__", func)
+
+
+def _note_chain(obj: object, callbacks: set[object], loops: list[object]) -> None:
+    func = _callback_function(obj)
+    if func is not None:
+        with contextlib.suppress(TypeError):  # an unhashable callable
+            callbacks.add(func)
+    loop = getattr(obj, "_loop", None)
+    if (
+        isinstance(obj, asyncio.Handle)
+        and loop is not None
+        and all(loop is not seen for seen in loops)
+    ):
+        loops.append(loop)
+
+
+def _merged(
+    results: list[tuple[str, str, Counter[str]]],
+) -> list[tuple[str, int, Counter[str]]]:
+    """One line per kind of action: five timers of one chain read as one."""
+    merged: dict[str, tuple[str, int, Counter[str]]] = {}
+    for shape, text, freed in results:
+        first, n, total = merged.get(shape, (text, 0, Counter()))
+        merged[shape] = (first, n + 1, total + freed)
+    return list(merged.values())
+
+
+def _merge_result(
+    text: str, n: int, freed: Counter[str], sizes: Mapping[str, tuple[int, int | None]]
+) -> str:
+    times = f" (and {n - 1} more like it)" if n > 1 else ""
+    if text.startswith(("left running", "could not")):
+        return text + times
+    if not freed:
+        return f"{text}{times} freed nothing that leaked"
+    return f"confirmed: {text}{times} freed {_freed_text(freed, sizes)}"
+
+
+def _freed_text(freed: Counter[str], sizes: Mapping[str, tuple[int, int | None]]) -> str:
+    parts = []
+    for name, n in sorted(freed.items()):
+        count, size = sizes.get(name, (0, None))
+        whole = size is not None and n == count
+        parts.append(f"{n} x {name}" + (f" ({_human(size)})" if whole and size else ""))
+    return ", ".join(parts)
+
+
+def _human(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def _by_type(objs: list[object]) -> dict[type, list[object]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import threading
 import traceback
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
@@ -119,6 +120,7 @@ class LeakcheckSession:
         self.not_checked: list[dict[str, str]] = []
         self.internal_errors: list[str] = []
         self.heaps: list[dict[str, Any]] = []
+        self.fixture_threads: set[int] = set()
         self.checked = 0
 
     # -- selection ---------------------------------------------------------------------------
@@ -206,6 +208,20 @@ class LeakcheckSession:
         return True
 
     @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+    ) -> Generator[None, object, object]:
+        """Threads that a wider-scoped fixture starts are the fixture's, not the test's."""
+        if fixturedef.scope == "function":
+            return (yield)
+        before = {t.ident for t in threading.enumerate()}
+        try:
+            return (yield)
+        finally:
+            started = {t.ident for t in threading.enumerate()} - before
+            self.fixture_threads.update(i for i in started if i is not None)
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -236,6 +252,7 @@ class LeakcheckSession:
         if isinstance(funcargs, dict):
             funcargs.clear()
         del funcargs
+        check.foreign_threads |= self.fixture_threads
         try:
             findings = check.finish()
         except BaseException:

@@ -7,17 +7,19 @@ from a pytest-xdist worker prints the same report as a serial run.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .checker import Findings, Heap, LeakGroup
 from .cycles import sparkline
-from .roots import HINTS
+from .roots import HINTS, PENDING_LEAK_KINDS
 
 SCHEMA_VERSION = 1
 MAX_GROUPS_SHOWN = 5
 MAX_PATH_LINES = 14
 MAX_PATHS_PER_GROUP = 2
+MAX_PENDING_SHOWN = 10
 
 
 def human_size(n: int) -> str:
@@ -63,6 +65,15 @@ def findings_data(findings: Findings) -> dict[str, Any]:
         "heap": heap_data(findings.heap),
         "heap_leak": findings.heap_leak,
         "cycles": findings.cycles.data() if findings.cycles is not None else None,
+        "pending": [
+            {
+                "kind": p.kind,
+                "description": p.description,
+                "verdict": "leak" if p.kind in PENDING_LEAK_KINDS else "suspect",
+            }
+            for p in findings.pending
+        ],
+        "proof": list(findings.proof),
         "snapshot": findings.mode,
         "settle_seconds": round(findings.settle_seconds, 4),
         "check_seconds": round(findings.check_seconds, 4),
@@ -77,6 +88,12 @@ def verdict_line(data: Mapping[str, Any]) -> str:
     leaks = [g for g in data["leaks"] if g["verdict"] == "leak"]
     shown = leaks or list(data["leaks"])
     if not shown:
+        running = [p for p in data.get("pending", []) if p["verdict"] == "leak"]
+        listed = running or list(data.get("pending", []))
+        if listed:
+            names = ", ".join(sorted({p["kind"] for p in listed}))
+            what = "left running" if running else "changed (suspect)"
+            return f"{what}: {len(listed)} x {names}"
         return _heap_verdict(data)
     total = sum(g["count"] for g in shown)
     kinds = sorted({g["root"] for g in shown})
@@ -167,6 +184,16 @@ def format_cycles(cycles: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def _merge_pending(pending: Iterable[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], int]]:
+    """Five timers of one chain, differing only in their names' numbers, are one line."""
+    merged: dict[tuple[str, str], tuple[Mapping[str, Any], int]] = {}
+    for p in pending:
+        shape = (p["kind"], re.sub(r"\d+", "#", p["description"]))
+        first, n = merged.get(shape, (p, 0))
+        merged[shape] = (first, n + 1)
+    return list(merged.values())
+
+
 def format_findings(data: Mapping[str, Any]) -> str:
     groups = list(data["leaks"])
     lines = [f"leakcheck: {verdict_line(data)}", ""]
@@ -175,6 +202,21 @@ def format_findings(data: Mapping[str, Any]) -> str:
         lines.append("")
     if len(groups) > MAX_GROUPS_SHOWN:
         lines.append(f"... and {len(groups) - MAX_GROUPS_SHOWN} more groups (see the JSON report)")
+    if data.get("pending"):
+        lines.append("left running or changed by the test:")
+        merged = _merge_pending(data["pending"])
+        for p, n in merged[:MAX_PENDING_SHOWN]:
+            label = "LEAK" if p["verdict"] == "leak" else "suspect"
+            more = f" (and {n - 1} more like it)" if n > 1 else ""
+            lines.append(f"  {label} {n} x {p['kind']}: {p['description']}{more}")
+        hidden = len(merged) - MAX_PENDING_SHOWN
+        if hidden > 0:
+            lines.append(f"  ... and {hidden} more (see the JSON report)")
+        lines.append("")
+    if data.get("proof"):
+        lines.append("after the check:")
+        lines.extend(f"  {line}" for line in data["proof"])
+        lines.append("")
     lines.extend(format_cycles(data.get("cycles")))
     lines.extend(format_heap(data))
     if data.get("settle_seconds", 0) >= 0.001:
@@ -193,6 +235,8 @@ def summary_lines(entries: Iterable[Mapping[str, Any]], limit: int = 20) -> list
         ]
         if entry.get("heap_leak"):
             parts.append(_heap_verdict(entry))
+        if entry.get("pending") and not entry["leaks"]:
+            parts.append(verdict_line(entry))
         out.append(f"{entry['verdict'].upper()} {entry['nodeid']}: {'; '.join(parts)}")
     if len(items) > limit:
         out.append(f"... and {len(items) - limit} more tests (see the JSON report)")

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
+import fnmatch
 import functools
+import gc
 import logging
 import sched
 import signal
@@ -182,8 +185,24 @@ class AtexitRecorder:
     def __init__(self) -> None:
         self._refs: list[weakref.ref[Any] | int] = []
         self._real: Callable[..., Any] | None = None
+        self._count_before = 0
+
+    def added(self) -> list[str]:
+        """Registrations the block added and did not take back."""
+        count = getattr(atexit, "_ncallbacks", None)
+        now = count() if callable(count) else None
+        if now is not None and now <= self._count_before:
+            return []
+        found = []
+        for ref in self._refs:
+            func = ref() if isinstance(ref, weakref.ref) else None
+            found.append(describe.callable_name(func) if func is not None else "a callable")
+            del func
+        return [f"atexit.register({name})" for name in found]
 
     def start(self) -> None:
+        count = getattr(atexit, "_ncallbacks", None)
+        self._count_before = count() if callable(count) else 0
         real: Callable[..., Any] = atexit.register
         self._real = real
 
@@ -216,3 +235,211 @@ class AtexitRecorder:
 
     def clear(self) -> None:
         self._refs.clear()
+
+
+# -- what a test started and left running ------------------------------------------------------
+
+_PyTask = getattr(asyncio.tasks, "_PyTask", asyncio.Task)
+_ROOT_TYPES: tuple[type, ...] = (
+    threading.Thread,
+    asyncio.Handle,
+    asyncio.Task,
+    _PyTask,
+    sched.Event,
+)
+
+# Threads that the standard library starts lazily and keeps on purpose; a test that happens to be
+# the first to need one did not leak it.
+BUILTIN_IGNORED_THREADS = (
+    "asyncio_*",  # the default executor of an event loop (loop.run_in_executor(None, ...))
+    "ExecutorManagerThread",  # concurrent.futures.ProcessPoolExecutor's manager
+    "QueueFeederThread",  # multiprocessing.Queue's feeder
+)
+
+# Kinds that are a leak by themselves when a test leaves them pending; the others are listed.
+PENDING_LEAK_KINDS = frozenset({TIMER, THREAD, TIMER_HANDLE, HANDLE, TASK, SCHED_EVENT, "itimer"})
+
+
+_WAKE_SLEEPER = getattr(asyncio.futures, "_set_result_unless_cancelled", None)
+
+
+def is_root_type(tp: type) -> bool:
+    try:
+        return issubclass(tp, _ROOT_TYPES)
+    except TypeError:
+        return False
+
+
+def maybe_pending(obj: object) -> bool:
+    """A cheap first look (run on every young root-type object at the end of each test)."""
+    try:
+        if isinstance(obj, threading.Thread):
+            return obj.is_alive()
+        if isinstance(obj, asyncio.Handle):
+            return not obj.cancelled()
+        if isinstance(obj, asyncio.Future):
+            return not obj.done()
+        return isinstance(obj, sched.Event)
+    except Exception:  # a hostile subclass: look at it on the slow path
+        return True
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Something the test started and left running or scheduled. Text only."""
+
+    kind: str
+    description: str
+
+
+def _queued_event(event: sched.Event) -> sched.scheduler | None:
+    """The scheduler whose queue holds this event (a referrer search: leak path only)."""
+    for holder in gc.get_referrers(event):
+        if type(holder) is list:
+            for owner in _owners(holder):
+                if isinstance(owner, sched.scheduler) and getattr(owner, "_queue", None) is holder:
+                    return owner
+    return None
+
+
+def _owners(value: object) -> list[object]:
+    """Objects that refer to ``value`` directly or through their ``__dict__``.
+
+    An instance's attributes live in the instance itself until something reads its
+    ``__dict__``; from then on, the dict is what refers to them.
+    """
+    found = []
+    for holder in gc.get_referrers(value):
+        found.append(holder)
+        if type(holder) is dict:
+            found.extend(o for o in gc.get_referrers(holder) if _dict_of(o) is holder)
+    return found
+
+
+def _dict_of(obj: object) -> object:
+    try:
+        return object.__getattribute__(obj, "__dict__")
+    except Exception:
+        return None
+
+
+def _loop_alive(loop: object) -> bool:
+    closed = getattr(loop, "is_closed", None)
+    return callable(closed) and not closed()
+
+
+def pending_kind(obj: object, ignore_threads: Sequence[str]) -> str | None:
+    """The kind of a started-and-left object that is really still pending, or None."""
+    if isinstance(obj, threading.Timer):
+        return TIMER if obj.is_alive() and not obj.finished.is_set() else None
+    if isinstance(obj, threading.Thread):
+        name = obj.name
+        ignored = any(fnmatch.fnmatchcase(name, p) for p in ignore_threads)
+        return THREAD if obj.is_alive() and not ignored else None
+    if isinstance(obj, asyncio.TimerHandle):
+        loop = getattr(obj, "_loop", None)
+        scheduled = getattr(obj, "_scheduled", True)
+        if getattr(obj, "_callback", None) is _WAKE_SLEEPER:
+            return None  # the inside of an asyncio.sleep(): its task is what is left running
+        return TIMER_HANDLE if not obj.cancelled() and scheduled and _loop_alive(loop) else None
+    if isinstance(obj, asyncio.Handle):
+        loop = getattr(obj, "_loop", None)
+        ready = getattr(loop, "_ready", ())
+        return HANDLE if not obj.cancelled() and _loop_alive(loop) and obj in ready else None
+    if isinstance(obj, asyncio.Task):
+        return TASK if not obj.done() and _loop_alive(obj.get_loop()) else None
+    if isinstance(obj, sched.Event):
+        return SCHED_EVENT if _queued_event(obj) is not None else None
+    return None
+
+
+def stop(obj: object, kind: str) -> str | None:
+    """Cancel a pending timer, handle, task or event; return what was done, None if it cannot be.
+
+    Handles and tasks of a loop running in another thread are cancelled from that thread, as
+    asyncio requires, and waited for briefly.
+    """
+    if kind == TIMER and isinstance(obj, threading.Timer):
+        obj.cancel()
+        obj.join(1.0)
+        return f"cancelling threading.Timer {obj.name!r}"
+    if kind in (TIMER_HANDLE, HANDLE) and isinstance(obj, asyncio.Handle):
+        what = describe.callable_name(getattr(obj, "_callback", None))  # cancel() clears it
+        _in_loop_thread(getattr(obj, "_loop", None), obj.cancel)
+        return f"cancelling {kind} calling {what}"
+    if kind == TASK and isinstance(obj, asyncio.Task):
+        loop = obj.get_loop()
+        if not loop.is_running():
+            return None  # cancel() would only take effect when the loop runs again
+        _in_loop_thread(loop, obj.cancel)
+        return f"cancelling asyncio.Task {obj.get_name()!r}"
+    if kind == SCHED_EVENT and isinstance(obj, sched.Event):
+        scheduler = _queued_event(obj)
+        if scheduler is None:
+            return None
+        with contextlib.suppress(ValueError):
+            scheduler.cancel(obj)
+        return f"cancelling sched event calling {describe.callable_name(obj.action)}"
+    return None
+
+
+def _in_loop_thread(loop: object, action: Callable[[], object]) -> None:
+    if not isinstance(loop, asyncio.AbstractEventLoop) or loop.is_closed():
+        action()
+        return
+    if not loop.is_running():
+        action()
+        return
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            action()
+        finally:
+            done.set()
+
+    loop.call_soon_threadsafe(run)
+    done.wait(1.0)
+
+
+class ProcessState:
+    """Interval timers and signal handlers before a test, to tell what it changed."""
+
+    def __init__(self) -> None:
+        self.itimers = _itimers()
+        self.handlers = _handlers()
+
+    def changes(self) -> list[Pending]:
+        found = [
+            Pending("itimer", f"signal.setitimer({name}) left armed: {value}")
+            for name, value in _itimers().items()
+            if value != (0.0, 0.0) and value != self.itimers.get(name)
+        ]
+        for sig, handler in _handlers().items():
+            if handler is not self.handlers.get(sig):
+                name = getattr(sig, "name", str(sig))
+                found.append(
+                    Pending(SIGNAL_HANDLER, f"{name} handler changed to {describe.short(handler)}")
+                )
+        return found
+
+    def restore_itimers(self) -> list[str]:
+        done = []
+        for name, value in _itimers().items():
+            if value != (0.0, 0.0) and value != self.itimers.get(name):
+                signal.setitimer(getattr(signal, name), 0)
+                done.append(f"disarming signal.setitimer({name})")
+        return done
+
+
+def _itimers() -> dict[str, tuple[float, float]]:
+    names = ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")
+    return {n: signal.getitimer(getattr(signal, n)) for n in names if hasattr(signal, n)}
+
+
+def _handlers() -> dict[signal.Signals, object]:
+    found: dict[signal.Signals, object] = {}
+    for sig in signal.valid_signals():
+        with contextlib.suppress(ValueError, OSError):
+            found[sig] = signal.getsignal(sig)
+    return found

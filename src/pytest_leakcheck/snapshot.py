@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from . import roots
 from .watch import WatchFilter, qualified_name
 
 # Saved at import so that the checker itself never goes through its own wrappers.
@@ -61,6 +62,8 @@ class Window(Protocol):
     objects_before: int
     objects_after: int
 
+    root_ids: set[int]  # after close: timers, threads, handles, tasks, events it made and left
+
     def close(self) -> set[int]:
         """End the window and return the ids of watched objects it made that are still alive."""
 
@@ -78,10 +81,29 @@ def find_by_id(ids: set[int]) -> list[object]:
     return [o for o in _real_get_objects() if id(o) in ids]
 
 
-def watched_ids(objects: list[Any], watch: WatchFilter) -> set[int]:
+_WATCHED, _ROOT = 1, 2
+
+
+def classify(objects: list[Any], watch: WatchFilter) -> tuple[set[int], set[int]]:
+    """Ids of watched instances, and of timers, threads, handles, tasks and events that may
+    still be pending, in one pass with one dict look-up per object."""
+    kinds: dict[type, int] = {}
     cache = watch.new_cache()
-    is_watched = watch.is_watched
-    return {id(o) for o in objects if is_watched(type(o), cache)}
+    watched: set[int] = set()
+    rooted: set[int] = set()
+    for obj in objects:
+        tp = type(obj)
+        bits = kinds.get(tp)
+        if bits is None:
+            bits = kinds[tp] = (_WATCHED if watch.is_watched(tp, cache) else 0) | (
+                _ROOT if roots.is_root_type(tp) else 0
+            )
+        if bits:
+            if bits & _WATCHED:
+                watched.add(id(obj))
+            if bits & _ROOT and roots.maybe_pending(obj):
+                rooted.add(id(obj))
+    return watched, rooted
 
 
 def _count_by_type(objects: list[Any], watch: WatchFilter, skip: set[int]) -> Counter[str]:
@@ -102,18 +124,22 @@ class FullHeapWindow:
         self._watch = watch
         if before is None:
             objects = _real_get_objects()
-            before = watched_ids(objects, watch)
+            watched, rooted = classify(objects, watch)
+            before = watched | rooted
             objects_before = len(objects)
             del objects
         self._before = before
         self.objects_before = objects_before
         self.objects_after = objects_before
+        self.root_ids: set[int] = set()
 
     def close(self) -> set[int]:
         _real_collect()
         objects = _real_get_objects()
         self.objects_after = len(objects)
-        return watched_ids(objects, self._watch) - self._before
+        watched, rooted = classify(objects, self._watch)
+        self.root_ids = rooted - self._before
+        return watched - self._before
 
     def sample(self) -> tuple[int, Counter[str]]:
         _real_collect()
@@ -135,6 +161,7 @@ class FrozenWindow:
         _real_freeze()
         _frozen_active = True
         self.objects_before = self.objects_after = _real_get_freeze_count()
+        self.root_ids: set[int] = set()
         # Per window, not only the module flag: a wrapper that a test kept a reference to must not
         # unfreeze a later window.
         self._frozen = True
@@ -178,12 +205,13 @@ class FrozenWindow:
             if not self._frozen:
                 return
             young = _real_get_objects()
-            new = watched_ids(young, self._watch)
+            new_watched, new_roots = classify(young, self._watch)
             del young
             self._uninstall()
             _real_unfreeze()
             _frozen_active = self._frozen = False
-            old = watched_ids(_real_get_objects(), self._watch) - new
+            old_watched, old_roots = classify(_real_get_objects(), self._watch)
+            old = (old_watched - new_watched) | (old_roots - new_roots)
             self._degraded = FullHeapWindow(
                 self._watch, before=old, objects_before=self.objects_before
             )
@@ -194,13 +222,14 @@ class FrozenWindow:
             if self._degraded is not None:
                 ids = self._degraded.close()
                 self.objects_after = self._degraded.objects_after
+                self.root_ids = self._degraded.root_ids
                 return ids
             self._uninstall()
             try:
                 # Only the young generations are walked: the old heap is still frozen.
                 _real_collect()
                 young = _real_get_objects()
-                ids = watched_ids(young, self._watch)
+                ids, self.root_ids = classify(young, self._watch)
                 self.objects_after = self.objects_before + len(young)
                 del young
             finally:
