@@ -169,9 +169,8 @@ def test_a_queued_sched_event_is_the_root() -> None:
     assert scheduler.empty()
     assert check.findings is not None
     [proof] = check.findings.proof
-    assert proof.startswith(
-        f"confirmed: cancelling sched event calling {__name__}.User.tick freed 1 x {__name__}.User ("
-    )
+    expected = f"confirmed: cancelling sched event calling {__name__}.User.tick freed 1 x "
+    assert proof.startswith(f"{expected}{__name__}.User (")
 
 
 def test_a_module_global_registry_is_a_module_global() -> None:
