@@ -357,7 +357,7 @@ def test_a_periodic_task_never_cancelled_is_reported_with_its_task(
     assert_leaked(result, root="asyncio.Task", step="*local 'self' -> *.User")
     result.stdout.fnmatch_lines(
         [
-            "LEAK: 1 x *.User, * held by asyncio.Task: Task * running *User.heartbeat",
+            "LEAK: 1 x *.User, * held by asyncio.Task: Task * running *User.heartbeat*",
             "*._callbacks[[]0] -> builtin_function_or_method <built-in method task_wakeup of *",
             "*.__self__ -> _asyncio.Task <Task pending *",
             "*._coro -> coroutine User.heartbeat",

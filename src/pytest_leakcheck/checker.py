@@ -22,6 +22,7 @@ from . import describe, roots, snapshot
 from .cycles import Sample, Series
 from .retention import Retention, SearchLimits, _FrameIndex, find_path
 from .roots import Pending, RootInfo
+from .sites import SiteRecorder
 from .sizes import retained_size
 from .watch import WatchFilter, qualified_name
 
@@ -41,6 +42,7 @@ class LeakGroup:
     retained_bytes: int | None = None
     retained_complete: bool = True
     per_run: tuple[int, ...] = ()  # growth per counted run, under repeated cycles
+    created: str | None = None  # where the first traced survivor was made (--leakcheck-trace)
 
     @property
     def root(self) -> str:
@@ -79,6 +81,7 @@ class Findings:
     cycles: Series | None = None
     pending: tuple[Pending, ...] = ()  # what the block started and left running
     proof: tuple[str, ...] = ()  # what stopping it did
+    traced: bool = False  # creation sites were recorded
 
     @property
     def pending_leaks(self) -> tuple[Pending, ...]:
@@ -126,6 +129,7 @@ class Options:
     max_growth: int | None = None  # bytes; traces the block with tracemalloc when set
     sizes: bool = True  # measure what each leaked group retains
     ignore_threads: tuple[str, ...] = ()  # name globs of threads a test may leave running
+    trace: bool = False  # note where objects are created (a profile function: slower)
     stop_pending: bool = True  # cancel what the block left pending, and say what that freed
 
 
@@ -159,6 +163,7 @@ class LeakCheck:
         # Threads that something outside the block owns although the block started them (a
         # wider-scoped pytest fixture set up inside the window): not the block's to leave running.
         self.foreign_threads: set[int] = set()
+        self._sites: SiteRecorder | None = None
         self.findings: Findings | None = None
 
     def start(self) -> None:
@@ -169,10 +174,18 @@ class LeakCheck:
             if self.options.max_growth is not None:
                 self._tracing = _Tracing.start()
             self._window = snapshot.open_window(self.watch, mode=self.options.mode)
+            if self.options.trace:
+                recorder = SiteRecorder(self.watch.rootdir)
+                self._sites = recorder if recorder.start() else None
         except BaseException:
+            self._stop_sites()
             self._stop_tracing()
             self._atexit.stop()
             raise
+
+    def _stop_sites(self) -> None:
+        if self._sites is not None:
+            self._sites.stop()
 
     def _stop_tracing(self) -> int | None:
         tracing, self._tracing = self._tracing, None
@@ -203,6 +216,8 @@ class LeakCheck:
         return Sample(objects=objects, by_type=by_type, traced_bytes=traced)
 
     def abort(self) -> None:
+        self._stop_sites()
+        self._sites = None
         self._stop_tracing()
         self._atexit.stop()
         self._atexit.clear()
@@ -211,6 +226,7 @@ class LeakCheck:
             window.abort()
 
     def finish(self) -> Findings:
+        self._stop_sites()
         self._atexit.stop()
         window, self._window = self._window, None
         if window is None:
@@ -265,7 +281,11 @@ class LeakCheck:
             cycles=series,
             pending=tuple(pending),
             proof=tuple(proof),
+            traced=self._sites is not None,
         )
+        if self._sites is not None:
+            self._sites.clear()
+            self._sites = None
         return self.findings
 
     def _process_changes(self) -> list[Pending]:
@@ -289,7 +309,7 @@ class LeakCheck:
             try:
                 kind = roots.pending_kind(obj, ignore)
                 if kind is not None:
-                    found.append((Pending(kind, describe.root(obj)), obj))
+                    found.append((Pending(kind, describe.root(obj), self._site(obj)), obj))
             except Exception:  # a hostile subclass: it is not what the test left running
                 continue
         return found
@@ -356,12 +376,17 @@ class LeakCheck:
         lines.extend(self._process.restore_itimers())
         if remaining and lines:
             held = Counter(remaining.values())
+            stuck = any(text.startswith(("left running", "could not")) for _, text, _ in results)
+            why = "by what could not be stopped, or by" if stuck else "by"
             lines.append(
                 "still alive after stopping what could be stopped: "
                 + ", ".join(f"{n} x {t}" for t, n in sorted(held.items()))
-                + " (held by something else as well)"
+                + f" (held {why} something else as well)"
             )
         return lines
+
+    def _site(self, obj: object) -> str | None:
+        return self._sites.site_of(obj) if self._sites is not None else None
 
     def _rearmed(self, callbacks: set[object], loops: list[object]) -> list[tuple[Pending, object]]:
         """Timers and handles that a stopped chain re-armed while the check ran.
@@ -419,6 +444,7 @@ class LeakCheck:
     ) -> Iterable[LeakGroup]:
         traced: dict[str, list[Retention]] = {}
         limit = self.options.max_traced_per_type
+        created = next((site for o in objs if (site := self._site(o)) is not None), None)
         for obj in objs[:limit]:
             ret = find_path(
                 obj, extra_roots=extra, ignore=ignore, limits=self.options.limits, frames=frames
@@ -449,6 +475,7 @@ class LeakCheck:
                 retained_bytes=retained.bytes if retained is not None else None,
                 retained_complete=retained.complete if retained is not None else True,
                 per_run=per_run,
+                created=created,
             )
 
     def __enter__(self) -> LeakCheck:

@@ -21,9 +21,10 @@ TYPES_HELP = (
     "(marker: positional arguments)"
 )
 MARKER_HELP = (
-    "leakcheck(*types, enabled=True, strict=True, max_growth=None, runs=0, warmup=1): fail the "
-    "test if instances of the project's classes (or of the named types) created during it are "
-    "still alive after its teardown, and show what holds them"
+    "leakcheck(*types, enabled=True, strict=True, max_growth=None, runs=0, warmup=1, trace=False, "
+    "ignore_threads=()): fail the test if instances of the project's classes (or of the named "
+    "types) created during it are still alive after its teardown, or if it left timers, threads, "
+    "handles, tasks or events running, and show what holds them"
 )
 
 MAX_GROWTH_HELP = (
@@ -36,7 +37,19 @@ RUNS_HELP = (
 )
 WARMUP_HELP = "warm-up runs before the counted runs (marker: warmup=; default 1 when runs is set)"
 
-MARKER_KWARGS = ("enabled", "strict", "max_growth", "runs", "warmup")
+TRACE_HELP = (
+    "note where leaked objects and left-running timers were created (a profile function runs "
+    "during checked tests: slower) (ini: leakcheck_trace; marker: trace=)"
+)
+KEEP_TIMERS_HELP = (
+    "leave the timers, handles, tasks and events a test left pending running, for debugging; "
+    "by default they are cancelled after the report (ini: leakcheck_keep_timers)"
+)
+IGNORE_THREADS_HELP = (
+    "name globs of threads a test may leave running, e.g. 'pool-*' (marker: ignore_threads=)"
+)
+
+MARKER_KWARGS = ("enabled", "strict", "max_growth", "runs", "warmup", "trace", "ignore_threads")
 
 _UNITS = {
     "b": 1,
@@ -63,6 +76,17 @@ def parse_size(value: object, *, name: str, source: str) -> int:
             f"1024), for example '10 MB'."
         )
     return int(float(match.group(1)) * _UNITS[unit or "b"])
+
+
+def parse_names(value: object, *, name: str, source: str) -> tuple[str, ...]:
+    """Thread name globs: one string or a list of strings."""
+    items = [value] if isinstance(value, str) else value
+    if isinstance(items, (list, tuple)) and all(isinstance(i, str) and i for i in items):
+        return tuple(items)
+    raise ConfigError(
+        f"{value!r} is not a valid value for {name} ({source}): give a thread name glob or a "
+        f"list of them, e.g. {name}=['pool-*', 'watcher']."
+    )
 
 
 def parse_count(value: object, *, name: str, source: str, minimum: int) -> int:
@@ -174,6 +198,9 @@ class Settings:
     max_growth: int | None = None
     runs: int = 0
     warmup: int | None = None
+    trace: bool = False
+    keep_timers: bool = False
+    ignore_threads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,6 +213,9 @@ class ItemSettings:
     max_growth: int | None = None
     runs: int = 0
     warmup: int = 0
+    trace: bool = False
+    keep_timers: bool = False
+    ignore_threads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,7 +240,7 @@ def item_settings(session: Settings, markers: Sequence[MarkerArgs]) -> ItemSetti
             if key in marker.kwargs:
                 values[key] = marker.kwargs[key]
                 break
-    for key in ("enabled", "strict"):
+    for key in ("enabled", "strict", "trace"):
         if key in values and not isinstance(values[key], bool):
             raise ConfigError(
                 f"{key}={values[key]!r} in @pytest.mark.leakcheck is not a bool. "
@@ -226,6 +256,9 @@ def item_settings(session: Settings, markers: Sequence[MarkerArgs]) -> ItemSetti
     warmup = session.warmup
     if "warmup" in values:
         warmup = parse_count(values["warmup"], name="warmup", source=where, minimum=0)
+    ignore_threads = session.ignore_threads
+    if "ignore_threads" in values:
+        ignore_threads += parse_names(values["ignore_threads"], name="ignore_threads", source=where)
     watch = session.watch
     for marker in markers:
         watch = watch | resolve_specs(marker.args)
@@ -247,4 +280,7 @@ def item_settings(session: Settings, markers: Sequence[MarkerArgs]) -> ItemSetti
         max_growth=max_growth,
         runs=runs,
         warmup=(1 if runs else 0) if warmup is None else warmup,
+        trace=bool(values.get("trace", session.trace)),
+        keep_timers=session.keep_timers,
+        ignore_threads=ignore_threads,
     )

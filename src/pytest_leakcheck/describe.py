@@ -107,6 +107,21 @@ def short(obj: object) -> str:
     return f"{type_name(tp)} {safe_repr(obj, 60)}"
 
 
+def _on_loop(obj: object) -> str:
+    loop = _attr(obj, "_loop")
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        return ""
+    state = "closed" if loop.is_closed() else "running" if loop.is_running() else "idle"
+    return f" on {type(loop).__name__} at {id(loop):#x} ({state})"
+
+
+def _suspended_at(coro: object) -> str:
+    frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+    if frame is None:
+        return ""
+    return f" (at {escape(frame.f_code.co_filename, 200)}:{frame.f_lineno})"
+
+
 def root(obj: object) -> str:
     """Describe a holder that is the reason for a leak: what it is, what it calls, when."""
     if isinstance(obj, threading.Timer):
@@ -121,14 +136,14 @@ def root(obj: object) -> str:
         return f"Thread {safe_repr(_attr(obj, '_name'))} ({state}){what}"
     if isinstance(obj, asyncio.TimerHandle):
         func = callable_name(_attr(obj, "_callback"))
-        return f"TimerHandle calling {func} at loop time {obj.when():.3f}"
+        return f"TimerHandle calling {func} at loop time {obj.when():.3f}{_on_loop(obj)}"
     if isinstance(obj, asyncio.Handle):
-        return f"Handle calling {callable_name(_attr(obj, '_callback'))}"
+        return f"Handle calling {callable_name(_attr(obj, '_callback'))}{_on_loop(obj)}"
     if isinstance(obj, asyncio.Task):
         coro = obj.get_coro()
-        return (
-            f"Task {safe_repr(obj.get_name())} running {escape(getattr(coro, '__qualname__', '?'))}"
-        )
+        where = _suspended_at(coro)
+        name = escape(getattr(coro, "__qualname__", "?"))
+        return f"Task {safe_repr(obj.get_name())} running {name}{where}{_on_loop(obj)}"
     if isinstance(obj, sched.Event):
         return f"sched event at {obj.time} calling {callable_name(obj.action)}"
     return short(obj)

@@ -39,6 +39,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--leakcheck", action="store_true", default=None, help=cfg.ENABLE_HELP)
     group.addoption("--leakcheck-strict", action="store_true", default=None, help=cfg.STRICT_HELP)
     group.addoption("--leakcheck-json", default=None, metavar="PATH", help=cfg.JSON_HELP)
+    group.addoption("--leakcheck-trace", action="store_true", default=None, help=cfg.TRACE_HELP)
+    group.addoption(
+        "--leakcheck-keep-timers", action="store_true", default=None, help=cfg.KEEP_TIMERS_HELP
+    )
     parser.addini("leakcheck", cfg.ENABLE_HELP, default="false")
     parser.addini("leakcheck_strict", cfg.STRICT_HELP, default="false")
     parser.addini("leakcheck_json", cfg.JSON_HELP, default="")
@@ -46,6 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("leakcheck_max_growth", cfg.MAX_GROWTH_HELP, default="")
     parser.addini("leakcheck_runs", cfg.RUNS_HELP, default="0")
     parser.addini("leakcheck_warmup", cfg.WARMUP_HELP, default="")
+    parser.addini("leakcheck_trace", cfg.TRACE_HELP, default="false")
+    parser.addini("leakcheck_keep_timers", cfg.KEEP_TIMERS_HELP, default="false")
+    parser.addini("leakcheck_ignore_threads", cfg.IGNORE_THREADS_HELP, type="args", default=[])
 
 
 def _usage(message: str) -> pytest.UsageError:
@@ -99,6 +106,9 @@ def _resolve_settings(config: pytest.Config) -> cfg.Settings:
         max_growth=max_growth,
         runs=runs,
         warmup=warmup,
+        trace=_flag_or_ini(config, "leakcheck_trace", "leakcheck_trace"),
+        keep_timers=_flag_or_ini(config, "leakcheck_keep_timers", "leakcheck_keep_timers"),
+        ignore_threads=tuple(config.getini("leakcheck_ignore_threads")),
     )
 
 
@@ -170,7 +180,13 @@ class LeakcheckSession:
         )
         check = LeakCheck(
             watch,
-            Options(strict=settings.strict, max_growth=settings.max_growth),
+            Options(
+                strict=settings.strict,
+                max_growth=settings.max_growth,
+                trace=settings.trace,
+                stop_pending=not settings.keep_timers,
+                ignore_threads=settings.ignore_threads,
+            ),
             extra_roots=lambda: _fixture_roots(item),
         )
         check.start()

@@ -44,6 +44,7 @@ def group_data(group: LeakGroup) -> dict[str, Any]:
         "retained_bytes": group.retained_bytes,
         "retained_complete": group.retained_complete,
         "per_run": list(group.per_run),
+        "created": group.created,
     }
 
 
@@ -70,10 +71,12 @@ def findings_data(findings: Findings) -> dict[str, Any]:
                 "kind": p.kind,
                 "description": p.description,
                 "verdict": "leak" if p.kind in PENDING_LEAK_KINDS else "suspect",
+                "created": p.created,
             }
             for p in findings.pending
         ],
         "proof": list(findings.proof),
+        "traced": findings.traced,
         "snapshot": findings.mode,
         "settle_seconds": round(findings.settle_seconds, 4),
         "check_seconds": round(findings.check_seconds, 4),
@@ -137,6 +140,8 @@ def format_group(group: Mapping[str, Any]) -> list[str]:
         f"{label}: {group['count']} x {group['type']}{_retaining(group)} held by "
         f"{group['root']}: {group['root_description']}",
     ]
+    if group.get("created"):
+        lines.append(f"  created at {group['created']}")
     if group.get("per_run"):
         lines.append(f"  +{group['per_run'][0]} per run: {group['per_run']}")
     paths = [group["path"], *group.get("other_paths", [])][:MAX_PATHS_PER_GROUP]
@@ -209,6 +214,8 @@ def format_findings(data: Mapping[str, Any]) -> str:
             label = "LEAK" if p["verdict"] == "leak" else "suspect"
             more = f" (and {n - 1} more like it)" if n > 1 else ""
             lines.append(f"  {label} {n} x {p['kind']}: {p['description']}{more}")
+            if p.get("created"):
+                lines.append(f"    started at {p['created']}")
         hidden = len(merged) - MAX_PENDING_SHOWN
         if hidden > 0:
             lines.append(f"  ... and {hidden} more (see the JSON report)")
@@ -219,6 +226,8 @@ def format_findings(data: Mapping[str, Any]) -> str:
         lines.append("")
     lines.extend(format_cycles(data.get("cycles")))
     lines.extend(format_heap(data))
+    if not data.get("traced") and (groups or data.get("pending")):
+        lines.append("(run with --leakcheck-trace to see where these objects were created)")
     if data.get("settle_seconds", 0) >= 0.001:
         waited = data["settle_seconds"] * 1000
         lines.append(f"(waited {waited:.0f} ms for threads started by the test to finish)")

@@ -290,6 +290,7 @@ class Pending:
 
     kind: str
     description: str
+    created: str | None = None  # where the test started it (--leakcheck-trace)
 
 
 def _queued_event(event: sched.Event) -> sched.scheduler | None:

@@ -1,0 +1,339 @@
+"""What a test started and left running: named, located, stopped, and proven to be the cause."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+
+import pytest
+
+
+def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    pytester.makepyfile(source)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=60)
+
+
+def test_a_daemon_timer_left_pending_is_a_leak_without_any_survivor(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run(
+        pytester,
+        """
+        import threading
+        import pytest
+
+        @pytest.mark.leakcheck
+        def test_forgets_a_timer():
+            timer = threading.Timer(60, print)  # daemon: pyleak's default skips these
+            timer.daemon = True
+            timer.start()
+        """,
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "leakcheck: left running: 1 x threading.Timer",
+            "left running or changed by the test:",
+            "  LEAK 1 x threading.Timer: Timer * (interval 60s) calling builtins.print",
+            "after the check:",
+            "  cancelling threading.Timer * freed nothing that leaked",
+        ]
+    )
+
+
+def test_a_non_daemon_timer_chain_is_stopped_so_the_session_can_exit(
+    pytester: pytest.Pytester,
+) -> None:
+    # Without the cleanup this inner session would never exit: the chain re-arms a non-daemon
+    # Timer every 50 ms forever. runpytest_subprocess's timeout would fail the test.
+    result = run(
+        pytester,
+        """
+        import threading
+        import pytest
+
+        class Heartbeat:
+            def __init__(self):
+                self.beats = 0
+                self.arm()
+
+            def arm(self):
+                threading.Timer(0.05, self.beat).start()  # non-daemon, as by default
+
+            def beat(self):
+                self.beats += 1
+                self.arm()
+
+        @pytest.mark.leakcheck
+        def test_starts_a_heartbeat():
+            Heartbeat()
+        """,
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "LEAK: 1 x *.Heartbeat, retaining *, held by threading.Timer: *",
+            "  confirmed: cancelling threading.Timer * freed 1 x *.Heartbeat*",
+        ]
+    )
+
+
+def test_the_proof_says_when_something_else_holds_the_object_too(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run(
+        pytester,
+        """
+        import threading
+        import pytest
+
+        ALSO = []
+
+        class User:
+            def tick(self):
+                pass
+
+        @pytest.mark.leakcheck
+        def test_timer_is_the_only_holder():
+            timer = threading.Timer(60, User().tick)
+            timer.daemon = True
+            timer.start()
+
+        @pytest.mark.leakcheck
+        def test_a_global_holds_it_too():
+            user = User()
+            ALSO.append(user)
+            timer = threading.Timer(60, user.tick)
+            timer.daemon = True
+            timer.start()
+        """,
+    )
+    result.assert_outcomes(passed=2, errors=2)
+    out = result.stdout.str()
+    only, both = out.split("ERROR at teardown of test_a_global_holds_it_too")
+    assert "confirmed: cancelling threading.Timer" in only
+    assert "freed 1 x test_the_proof_says_when_something_else_holds_the_object_too.User" in only
+    assert "freed nothing that leaked" in both
+    assert "still alive after stopping what could be stopped: 1 x " in both
+    assert "(held by something else as well)" in both
+
+
+def test_keep_timers_leaves_them_running(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import threading
+        import pytest
+
+        TIMERS = []
+
+        @pytest.mark.leakcheck
+        def test_forgets_a_timer():
+            timer = threading.Timer(60, print)
+            timer.daemon = True
+            timer.start()
+            TIMERS.append(timer)
+
+        def test_the_timer_still_runs():
+            assert TIMERS[0].is_alive() and not TIMERS[0].finished.is_set()
+            TIMERS[0].cancel()
+        """,
+        "--leakcheck-keep-timers",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    assert "after the check:" not in result.stdout.str()
+
+
+THREAD_LEFT = """
+    import threading
+    import pytest
+
+    STOP = threading.Event()
+
+    @pytest.mark.leakcheck{marker}
+    def test_starts_a_pool_thread():
+        threading.Thread(target=STOP.wait, name="pool-worker-1", daemon=True).start()
+"""
+
+
+def test_a_thread_left_running_is_a_leak_and_cannot_be_stopped(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run(pytester, THREAD_LEFT.format(marker=""))
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "  LEAK 1 x threading.Thread: Thread 'pool-worker-1' (alive) running *Event.wait",
+            "  left running (threads cannot be stopped from outside): Thread 'pool-worker-1'*",
+        ]
+    )
+
+
+def test_threads_can_be_ignored_by_name_in_the_marker(pytester: pytest.Pytester) -> None:
+    result = run(pytester, THREAD_LEFT.format(marker="(ignore_threads=['pool-worker-*'])"))
+    result.assert_outcomes(passed=1)
+
+
+def test_threads_can_be_ignored_by_name_in_the_ini_file(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nleakcheck_ignore_threads = pool-worker-* other\n")
+    result = run(pytester, THREAD_LEFT.format(marker=""))
+    result.assert_outcomes(passed=1)
+
+
+def test_a_bad_ignore_threads_argument_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(THREAD_LEFT.format(marker="(ignore_threads=3)"))
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "3 is not a valid value for ignore_threads" in result.stderr.str()
+
+
+def test_the_asyncio_default_executor_thread_is_not_a_leak(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import asyncio
+        import pytest
+
+        LOOP = asyncio.new_event_loop()  # lives for the session, as a service's loop would
+
+        @pytest.mark.leakcheck
+        def test_uses_the_default_executor():
+            LOOP.run_until_complete(LOOP.run_in_executor(None, sum, [1, 2]))
+        """,
+    )
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs signal.setitimer (POSIX)")
+def test_an_armed_itimer_is_a_leak_and_is_disarmed(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import signal
+        import pytest
+
+        @pytest.mark.leakcheck
+        def test_arms_an_alarm():
+            signal.setitimer(signal.ITIMER_REAL, 100)
+
+        def test_it_was_disarmed():
+            assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+        """,
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "  LEAK 1 x itimer: signal.setitimer(ITIMER_REAL) left armed: *",
+            "  disarming signal.setitimer(ITIMER_REAL)",
+        ]
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs SIGUSR1")
+def test_signal_handlers_and_atexit_registrations_are_listed_as_suspects(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run(
+        pytester,
+        """
+        import atexit
+        import signal
+
+        def cleanup():
+            pass
+
+        def test_changes_process_state():
+            signal.signal(signal.SIGUSR1, lambda *a: None)
+            atexit.register(cleanup)
+        """,
+        "--leakcheck",
+        "--leakcheck-json=out.json",
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["SUSPECT *::test_changes_process_state: changed (suspect): *"])
+    doc = json.loads((pytester.path / "out.json").read_text())
+    [entry] = doc["tests"]
+    kinds = sorted(p["kind"] for p in entry["pending"])
+    assert kinds == ["atexit", "signal handler"]
+    assert all(p["verdict"] == "suspect" for p in entry["pending"])
+
+
+def test_trace_shows_where_objects_and_timers_were_created(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import threading
+        import pytest
+
+        class User:
+            def __init__(self):
+                self.timer = threading.Timer(60, self.tick)
+                self.timer.daemon = True
+                self.timer.start()
+
+            def tick(self):
+                pass
+
+        def connect():
+            return User()
+
+        @pytest.mark.leakcheck
+        def test_connects():
+            connect()
+        """,
+        "--leakcheck-trace",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "LEAK: 1 x *.User, * held by threading.Timer: *",
+            "  created at test_trace_shows_where_objects_and_timers_were_created.py:14 in "
+            "connect: return User()",
+            "  LEAK 1 x threading.Timer: *",
+            "    started at test_trace_shows_where_objects_and_timers_were_created.py:6 in "
+            "__init__: self.timer = threading.Timer(60, self.tick)",
+        ]
+    )
+    assert "run with --leakcheck-trace" not in result.stdout.str()
+
+
+def test_a_session_scoped_pytest_asyncio_loop_keeps_a_task_found_after_its_test(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("pytest_asyncio")
+    result = run(
+        pytester,
+        """
+        import asyncio
+        import pytest
+
+        class Ticker:
+            def __init__(self):
+                self.ticks = 0
+
+            async def run(self):
+                while True:
+                    await asyncio.sleep(0.01)
+                    self.ticks += 1
+
+        @pytest.mark.leakcheck
+        @pytest.mark.asyncio(loop_scope="session")
+        async def test_starts_a_ticker():
+            asyncio.get_running_loop().create_task(Ticker().run())
+            await asyncio.sleep(0.03)
+
+        @pytest.mark.asyncio(loop_scope="session")
+        async def test_later_on_the_same_loop():
+            await asyncio.sleep(0)
+        """,
+        "-o",
+        "asyncio_default_fixture_loop_scope=session",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "LEAK: 1 x *.Ticker, * held by asyncio.Task: Task * running Ticker.run*",
+            "  LEAK 1 x asyncio.Task: Task * running Ticker.run*",
+        ]
+    )
