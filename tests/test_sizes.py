@@ -133,7 +133,8 @@ def test_max_growth_fails_a_test_whose_heap_grows_past_it(pytester: pytest.Pytes
         [
             "*ERROR at teardown of test_keeps_two_megabytes*",
             "leakcheck: the heap grew by 2.? MB (limit 1.0 MB)",
-            "heap: * tracked objects; 2.? MB allocated and kept (limit 1.0 MB)",
+            "heap: * tracked objects; resident memory * -> *; 2.? MB allocated and kept "
+            "(limit 1.0 MB)",
         ]
     )
     assert "test_allocates_and_frees" not in result.stdout.str().split("short test summary")[1]

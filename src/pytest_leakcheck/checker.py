@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import sys
 import threading
@@ -57,8 +58,9 @@ class LeakGroup:
 class Heap:
     """Cheap, deterministic heap figures of one check (see the README for what each measures)."""
 
-    objects_before: int
-    objects_after: int
+    objects_added: int  # gc-tracked objects the block made that are still alive after it
+    rss_before: int | None = None  # resident set size in bytes (Linux), noisy: informational
+    rss_after: int | None = None
     traced_growth: int | None = None  # bytes, when tracemalloc traced the block
     max_growth: int | None = None
 
@@ -164,10 +166,12 @@ class LeakCheck:
         # wider-scoped pytest fixture set up inside the window): not the block's to leave running.
         self.foreign_threads: set[int] = set()
         self._sites: SiteRecorder | None = None
+        self._rss_before: int | None = None
         self.findings: Findings | None = None
 
     def start(self) -> None:
         self._threads_before = _thread_idents()
+        self._rss_before = _rss()
         self._process = roots.ProcessState()
         self._atexit.start()
         try:
@@ -240,8 +244,9 @@ class LeakCheck:
         finally:
             growth = self._stop_tracing()
         heap = Heap(
-            objects_before=window.objects_before,
-            objects_after=window.objects_after,
+            objects_added=window.objects_added,
+            rss_before=self._rss_before,
+            rss_after=_rss(),
             traced_growth=growth,
             max_growth=self.options.max_growth,
         )
@@ -524,6 +529,23 @@ class _Tracing:
         if self.owned:
             tracemalloc.stop()
         return growth
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _rss() -> int | None:
+    """Resident memory from /proc (O(1), unlike anything that counts the heap); None elsewhere."""
+    try:
+        fd = os.open("/proc/self/statm", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        return int(os.read(fd, 200).split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def _callback_function(obj: object) -> object:

@@ -52,8 +52,9 @@ def heap_data(heap: Heap | None) -> dict[str, Any] | None:
     if heap is None:
         return None
     return {
-        "objects_before": heap.objects_before,
-        "objects_after": heap.objects_after,
+        "objects_added": heap.objects_added,
+        "rss_before_bytes": heap.rss_before,
+        "rss_after_bytes": heap.rss_after,
         "traced_growth_bytes": heap.traced_growth,
         "max_growth_bytes": heap.max_growth,
     }
@@ -164,7 +165,10 @@ def format_heap(data: Mapping[str, Any]) -> list[str]:
     heap = data.get("heap")
     if not heap:
         return []
-    line = f"heap: {heap['objects_before']:,} -> {heap['objects_after']:,} tracked objects"
+    line = f"heap: {heap['objects_added']:+,} tracked objects"
+    before, after = heap.get("rss_before_bytes"), heap.get("rss_after_bytes")
+    if before is not None and after is not None:
+        line += f"; resident memory {human_size(before)} -> {human_size(after)}"
     if heap.get("traced_growth_bytes") is not None:
         line += f"; {human_size(heap['traced_growth_bytes'])} allocated and kept"
         if heap.get("max_growth_bytes") is not None:

@@ -14,6 +14,7 @@ import contextlib
 import fnmatch
 import functools
 import gc
+import importlib
 import logging
 import sched
 import signal
@@ -174,6 +175,25 @@ def signal_roots() -> dict[int, RootInfo]:
     return found
 
 
+_recording: AtexitRecorder | None = None
+
+
+def _register_wrapper(real: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(real)
+    def register(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        recorder = _recording
+        if recorder is not None:
+            recorder.note(func)
+        return real(func, *args, **kwargs)
+
+    register.__leakcheck_wrapper__ = True  # type: ignore[attr-defined]
+    return register
+
+
+_REAL_REGISTER: Callable[..., Any] = atexit.register
+_REGISTER = _register_wrapper(_REAL_REGISTER)
+
+
 class AtexitRecorder:
     """Notes what a block registers with ``atexit``, whose table lives in C and has no referrers.
 
@@ -201,23 +221,27 @@ class AtexitRecorder:
         return [f"atexit.register({name})" for name in found]
 
     def start(self) -> None:
+        global _recording
         count = getattr(atexit, "_ncallbacks", None)
         self._count_before = count() if callable(count) else 0
         real: Callable[..., Any] = atexit.register
         self._real = real
+        _recording = self
+        # The wrapper is made once (making one per test was a measurable cost); a register
+        # that someone else replaced gets one of its own.
+        wrapper = _REGISTER if real is _REAL_REGISTER else _register_wrapper(real)
+        setattr(atexit, "register", wrapper)  # noqa: B010 - typeshed's signature is generic
 
-        @functools.wraps(real)
-        def register(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-            try:
-                self._refs.append(weakref.ref(func))
-            except TypeError:
-                self._refs.append(id(func))
-            return real(func, *args, **kwargs)
-
-        register.__leakcheck_wrapper__ = True  # type: ignore[attr-defined]
-        setattr(atexit, "register", register)  # noqa: B010 - typeshed's signature is generic
+    def note(self, func: object) -> None:
+        try:
+            self._refs.append(weakref.ref(func))
+        except TypeError:
+            self._refs.append(id(func))
 
     def stop(self) -> None:
+        global _recording
+        if _recording is self:
+            _recording = None
         if self._real is not None and getattr(atexit.register, "__leakcheck_wrapper__", False):
             setattr(atexit, "register", self._real)  # noqa: B010
         self._real = None
@@ -418,7 +442,7 @@ class ProcessState:
         ]
         for sig, handler in _handlers().items():
             if handler is not self.handlers.get(sig):
-                name = getattr(sig, "name", str(sig))
+                name = signal.Signals(sig).name
                 found.append(
                     Pending(SIGNAL_HANDLER, f"{name} handler changed to {describe.short(handler)}")
                 )
@@ -438,9 +462,21 @@ def _itimers() -> dict[str, tuple[float, float]]:
     return {n: signal.getitimer(getattr(signal, n)) for n in names if hasattr(signal, n)}
 
 
-def _handlers() -> dict[signal.Signals, object]:
-    found: dict[signal.Signals, object] = {}
-    for sig in signal.valid_signals():
-        with contextlib.suppress(ValueError, OSError):
-            found[sig] = signal.getsignal(sig)
-    return found
+# Plain numbers and the C function: signal.getsignal() converts every answer to an enum, which
+# made this the most expensive step of a clean check.
+_getsignal: Callable[[int], object] = importlib.import_module("_signal").getsignal
+
+
+def _gettable(sig: int) -> bool:
+    try:
+        _getsignal(sig)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+_SIGNALS = tuple(int(s) for s in signal.valid_signals() if _gettable(int(s)))
+
+
+def _handlers() -> dict[int, object]:
+    return dict(zip(_SIGNALS, map(_getsignal, _SIGNALS), strict=True))

@@ -50,6 +50,24 @@ _INTERCEPTED = (
     "get_count",
 )
 
+
+def _wrap(real: Callable[..., Any]) -> Callable[..., Any]:
+    """A gc function that first degrades the frozen window, if one is open, then runs."""
+
+    @functools.wraps(real)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        window = _current
+        if window is not None:
+            window.degrade()
+        return real(*args, **kwargs)
+
+    wrapper.__leakcheck_wrapper__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+_SHARED_WRAPPERS = {name: _wrap(getattr(gc, name)) for name in _INTERCEPTED}
+_current: FrozenWindow | None = None
+
 # Only one frozen window may exist at a time in a process: a nested one (a pytester run inside a
 # checked test) would unfreeze the outer one's objects.
 _frozen_lock = threading.Lock()
@@ -59,8 +77,7 @@ _freeze_probe_result: bool | None = None
 
 class Window(Protocol):
     mode: str
-    objects_before: int
-    objects_after: int
+    objects_added: int  # after close: tracked objects the window made that are still alive
 
     root_ids: set[int]  # after close: timers, threads, handles, tasks, events it made and left
 
@@ -121,6 +138,8 @@ class FullHeapWindow:
     def __init__(
         self, watch: WatchFilter, before: set[int] | None = None, objects_before: int = 0
     ) -> None:
+        # ``objects_before`` counts the heap the comparison starts from; whole-heap walks are
+        # this window's price anyway.
         self._watch = watch
         if before is None:
             objects = _real_get_objects()
@@ -129,14 +148,14 @@ class FullHeapWindow:
             objects_before = len(objects)
             del objects
         self._before = before
-        self.objects_before = objects_before
-        self.objects_after = objects_before
+        self._objects_before = objects_before
+        self.objects_added = 0
         self.root_ids: set[int] = set()
 
     def close(self) -> set[int]:
         _real_collect()
         objects = _real_get_objects()
-        self.objects_after = len(objects)
+        self.objects_added = len(objects) - self._objects_before
         watched, rooted = classify(objects, self._watch)
         self.root_ids = rooted - self._before
         return watched - self._before
@@ -144,7 +163,8 @@ class FullHeapWindow:
     def sample(self) -> tuple[int, Counter[str]]:
         _real_collect()
         objects = _real_get_objects()
-        return len(objects), _count_by_type(objects, self._watch, self._before)
+        added = len(objects) - self._objects_before
+        return added, _count_by_type(objects, self._watch, self._before)
 
 
 class FrozenWindow:
@@ -160,7 +180,8 @@ class FrozenWindow:
         self._saved: dict[str, Callable[..., Any]] = {}
         _real_freeze()
         _frozen_active = True
-        self.objects_before = self.objects_after = _real_get_freeze_count()
+        # Not gc.get_freeze_count(): it walks the frozen list, a walk over the whole heap.
+        self.objects_added = 0
         self.root_ids: set[int] = set()
         # Per window, not only the module flag: a wrapper that a test kept a reference to must not
         # unfreeze a later window.
@@ -172,24 +193,24 @@ class FrozenWindow:
         return self._degraded is not None
 
     def _install(self) -> None:
+        global _current
+        _current = self
         for name in _INTERCEPTED:
             real = getattr(gc, name)
-            # A wrapper of an older window that a test's monkeypatch put back: wrap what it wraps.
+            # A wrapper that a test's monkeypatch put back: wrap what it wraps.
             while getattr(real, "__leakcheck_wrapper__", False):
                 real = real.__wrapped__
             self._saved[name] = real
-            setattr(gc, name, self._wrap(real))
-
-    def _wrap(self, real: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(real)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            self.degrade()
-            return real(*args, **kwargs)
-
-        wrapper.__leakcheck_wrapper__ = True  # type: ignore[attr-defined]
-        return wrapper
+            shared = _SHARED_WRAPPERS[name]
+            # The wrappers are made once: making eight per test cost more than the check itself.
+            # Only a gc function that someone else replaced needs a wrapper of its own.
+            wrapper = shared if real is getattr(shared, "__wrapped__", None) else _wrap(real)
+            setattr(gc, name, wrapper)
 
     def _uninstall(self) -> None:
+        global _current
+        if _current is self:
+            _current = None
         for name, real in self._saved.items():
             current = getattr(gc, name, None)
             # A test may have replaced the attribute itself (monkeypatch); leave its value alone
@@ -206,22 +227,25 @@ class FrozenWindow:
                 return
             young = _real_get_objects()
             new_watched, new_roots = classify(young, self._watch)
+            young_count = len(young)
             del young
             self._uninstall()
             _real_unfreeze()
             _frozen_active = self._frozen = False
-            old_watched, old_roots = classify(_real_get_objects(), self._watch)
+            everything = _real_get_objects()
+            old_watched, old_roots = classify(everything, self._watch)
             old = (old_watched - new_watched) | (old_roots - new_roots)
             self._degraded = FullHeapWindow(
-                self._watch, before=old, objects_before=self.objects_before
+                self._watch, before=old, objects_before=len(everything) - young_count
             )
+            del everything
 
     def close(self) -> set[int]:
         global _frozen_active
         with self._lock:
             if self._degraded is not None:
                 ids = self._degraded.close()
-                self.objects_after = self._degraded.objects_after
+                self.objects_added = self._degraded.objects_added
                 self.root_ids = self._degraded.root_ids
                 return ids
             self._uninstall()
@@ -230,7 +254,7 @@ class FrozenWindow:
                 _real_collect()
                 young = _real_get_objects()
                 ids, self.root_ids = classify(young, self._watch)
-                self.objects_after = self.objects_before + len(young)
+                self.objects_added = len(young)
                 del young
             finally:
                 _real_unfreeze()
@@ -244,7 +268,7 @@ class FrozenWindow:
             _real_collect()  # the young generations only, as at the end of the window
             young = _real_get_objects()
             try:
-                return self.objects_before + len(young), _count_by_type(young, self._watch, set())
+                return len(young), _count_by_type(young, self._watch, set())
             finally:
                 del young
 

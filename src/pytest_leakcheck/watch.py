@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import os
 import site
 import sys
@@ -17,6 +18,7 @@ _OWN_PACKAGE = __name__.rpartition(".")[0]
 _THIRD_PARTY_DIRS = frozenset({"site-packages", "dist-packages"})
 
 
+@functools.cache
 def _installation_dirs() -> tuple[str, ...]:
     """Directories that hold installed code rather than the project's own."""
     dirs = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}
@@ -27,6 +29,14 @@ def _installation_dirs() -> tuple[str, ...]:
     if isinstance(user_site, str):
         dirs.add(user_site)
     return tuple(sorted(os.path.normcase(os.path.realpath(d)) for d in dirs if d))
+
+
+_PROJECT_MODULES: dict[str | None, dict[str, bool]] = {}
+
+
+@functools.cache
+def _real_dir(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
 
 
 def _is_within(path: str, directory: str) -> bool:
@@ -46,12 +56,15 @@ class WatchFilter:
     rootdir: str | None
     types: frozenset[type] = frozenset()
     patterns: tuple[str, ...] = ()
-    _module_cache: dict[str, bool] = field(default_factory=dict, repr=False)
+    _module_cache: dict[str, bool] = field(default_factory=dict, repr=False)  # set below
     _installed: tuple[str, ...] = field(default_factory=_installation_dirs, repr=False)
 
     def __post_init__(self) -> None:
         if self.rootdir is not None:
-            self.rootdir = os.path.normcase(os.path.realpath(self.rootdir))
+            self.rootdir = _real_dir(self.rootdir)
+        # Shared by every filter of the same rootdir: the plugin makes one per test, and the
+        # answer for a module never changes within a process.
+        self._module_cache = _PROJECT_MODULES.setdefault(self.rootdir, {})
 
     def new_cache(self) -> dict[type, bool]:
         return {}
