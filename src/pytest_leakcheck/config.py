@@ -49,6 +49,12 @@ IGNORE_THREADS_HELP = (
     "name globs of threads a test may leave running, e.g. 'pool-*' (marker: ignore_threads=)"
 )
 
+BASELINE_HELP = (
+    "a file of known leaks (written by --leakcheck-update-baseline): those are listed but do not "
+    "fail; new leaks do (ini: leakcheck_baseline)"
+)
+UPDATE_BASELINE_HELP = "write every leak of this run to the --leakcheck-baseline file"
+
 MARKER_KWARGS = ("enabled", "strict", "max_growth", "runs", "warmup", "trace", "ignore_threads")
 
 _UNITS = {

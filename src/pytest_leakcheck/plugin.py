@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from . import baseline, report, roots
 from . import config as cfg
-from . import report, roots
 from .checker import LeakCheck, Options, RepeatError
 from .roots import RootInfo
 from .watch import WatchFilter
@@ -40,6 +40,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--leakcheck-strict", action="store_true", default=None, help=cfg.STRICT_HELP)
     group.addoption("--leakcheck-json", default=None, metavar="PATH", help=cfg.JSON_HELP)
     group.addoption("--leakcheck-trace", action="store_true", default=None, help=cfg.TRACE_HELP)
+    group.addoption("--leakcheck-baseline", default=None, metavar="FILE", help=cfg.BASELINE_HELP)
+    group.addoption(
+        "--leakcheck-update-baseline",
+        action="store_true",
+        default=False,
+        help=cfg.UPDATE_BASELINE_HELP,
+    )
     group.addoption(
         "--leakcheck-keep-timers", action="store_true", default=None, help=cfg.KEEP_TIMERS_HELP
     )
@@ -51,6 +58,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("leakcheck_runs", cfg.RUNS_HELP, default="0")
     parser.addini("leakcheck_warmup", cfg.WARMUP_HELP, default="")
     parser.addini("leakcheck_trace", cfg.TRACE_HELP, default="false")
+    parser.addini("leakcheck_baseline", cfg.BASELINE_HELP, default="")
     parser.addini("leakcheck_keep_timers", cfg.KEEP_TIMERS_HELP, default="false")
     parser.addini("leakcheck_ignore_threads", cfg.IGNORE_THREADS_HELP, type="args", default=[])
 
@@ -131,7 +139,35 @@ class LeakcheckSession:
         self.internal_errors: list[str] = []
         self.heaps: list[dict[str, Any]] = []
         self.fixture_threads: set[int] = set()
+        self.known = self._read_baseline()
         self.checked = 0
+
+    def _baseline_path(self) -> str | None:
+        raw = self.config.getoption("leakcheck_baseline") or self.config.getini(
+            "leakcheck_baseline"
+        )
+        if not raw:
+            return None
+        return os.path.join(str(self.config.invocation_params.dir), str(raw))
+
+    def _read_baseline(self) -> frozenset[str]:
+        path = self._baseline_path()
+        if path is None:
+            if self.config.getoption("leakcheck_update_baseline"):
+                raise _usage(
+                    "--leakcheck-update-baseline needs a file: add --leakcheck-baseline=FILE "
+                    "(or leakcheck_baseline = FILE in the ini file)."
+                )
+            return frozenset()
+        if self.config.getoption("leakcheck_update_baseline"):
+            return frozenset()  # rewriting it: every leak of this run is recorded, none hidden
+        try:
+            return baseline.read(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _usage(
+                f"cannot read the baseline {path}: {exc}. Regenerate it with "
+                f"--leakcheck-update-baseline, or fix the file."
+            ) from None
 
     # -- selection ---------------------------------------------------------------------------
 
@@ -277,10 +313,13 @@ class LeakcheckSession:
         self.checked += 1
         # Carried to the xdist controller on the report, also for clean tests (their heap).
         data = report.findings_data(findings)
+        baseline.add_fingerprints(data)
+        baseline.apply(data, self.known)
         rep.leakcheck = data  # type: ignore[attr-defined]
-        if findings.verdict is None:
+        if data["verdict"] is None:
             return
-        if findings.verdict == "leak":
+        rep.user_properties.extend(report.junit_properties(data))
+        if data["verdict"] == "leak":
             rep.outcome = "failed"
             rep.longrepr = report.format_findings(data)
 
@@ -336,10 +375,15 @@ class LeakcheckSession:
         if not self.entries:
             return
         leaks = sum(1 for e in self.entries if e["verdict"] == "leak")
-        suspects = len(self.entries) - leaks
+        known = sum(1 for e in self.entries if e["verdict"] == "known")
+        suspects = len(self.entries) - leaks - known
         terminalreporter.section("leakcheck summary", sep="=", red=bool(leaks), yellow=not leaks)
         for line in report.summary_lines(self.entries):
             terminalreporter.write_line(line)
+        for line in report.fingerprint_lines(self.entries):
+            terminalreporter.write_line(line)
+        if known:
+            terminalreporter.write_line(f"{known} test(s) with only known leaks (in the baseline)")
         terminalreporter.write_line(
             f"{leaks} leaking, {suspects} suspect test(s); suspects do not fail the run "
             f"(use --leakcheck-strict to make them fail)"
@@ -348,8 +392,13 @@ class LeakcheckSession:
         )
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):  # the xdist controller writes the files
+            return
+        baseline_path = self._baseline_path()
+        if baseline_path and self.config.getoption("leakcheck_update_baseline"):
+            baseline.write(baseline_path, sorted(self.entries, key=lambda e: e["nodeid"]))
         path = self.settings.json_path
-        if not path or hasattr(self.config, "workerinput"):  # the xdist controller writes it
+        if not path:
             return
         path = os.path.join(str(self.config.invocation_params.dir), path)
         report.write_json(

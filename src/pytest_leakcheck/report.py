@@ -135,8 +135,11 @@ def _retaining(group: Mapping[str, Any]) -> str:
     return f", retaining {at_least}{human_size(size)},"
 
 
+_LABELS = {"leak": "LEAK", "suspect": "suspect", "known": "known (in the baseline)"}
+
+
 def format_group(group: Mapping[str, Any]) -> list[str]:
-    label = "LEAK" if group["verdict"] == "leak" else "suspect"
+    label = _LABELS.get(group["verdict"], group["verdict"])
     lines = [
         f"{label}: {group['count']} x {group['type']}{_retaining(group)} held by "
         f"{group['root']}: {group['root_description']}",
@@ -208,6 +211,8 @@ def format_findings(data: Mapping[str, Any]) -> str:
     lines = [f"leakcheck: {verdict_line(data)}", ""]
     for group in groups[:MAX_GROUPS_SHOWN]:
         lines.extend(format_group(group))
+        if group.get("fingerprint"):
+            lines.append(f"  fingerprint: {group['fingerprint']}")
         lines.append("")
     if len(groups) > MAX_GROUPS_SHOWN:
         lines.append(f"... and {len(groups) - MAX_GROUPS_SHOWN} more groups (see the JSON report)")
@@ -215,7 +220,7 @@ def format_findings(data: Mapping[str, Any]) -> str:
         lines.append("left running or changed by the test:")
         merged = _merge_pending(data["pending"])
         for p, n in merged[:MAX_PENDING_SHOWN]:
-            label = "LEAK" if p["verdict"] == "leak" else "suspect"
+            label = _LABELS.get(p["verdict"], p["verdict"])
             more = f" (and {n - 1} more like it)" if n > 1 else ""
             lines.append(f"  {label} {n} x {p['kind']}: {p['description']}{more}")
             if p.get("created"):
@@ -254,6 +259,41 @@ def summary_lines(entries: Iterable[Mapping[str, Any]], limit: int = 20) -> list
     if len(items) > limit:
         out.append(f"... and {len(items) - limit} more tests (see the JSON report)")
     return out
+
+
+def fingerprint_lines(entries: Iterable[Mapping[str, Any]], limit: int = 10) -> list[str]:
+    """The same leak in many tests, once: largest retained first."""
+    seen: dict[str, tuple[Mapping[str, Any], list[str]]] = {}
+    for entry in entries:
+        for group in entry.get("leaks", []):
+            if group.get("verdict") == "leak" and group.get("fingerprint"):
+                _, tests = seen.setdefault(group["fingerprint"], (group, []))
+                tests.append(entry["nodeid"])
+    if not seen:
+        return []
+    ranked = sorted(seen.items(), key=lambda kv: -(kv[1][0].get("retained_bytes") or 0))
+    lines = ["leaks by fingerprint, largest retained first:"]
+    for fingerprint, (group, tests) in ranked[:limit]:
+        where = f"{tests[0]}" + (f" and {len(tests) - 1} more tests" if len(tests) > 1 else "")
+        lines.append(
+            f"  {fingerprint} {group['type']}{_retaining(group).rstrip(',')} "
+            f"({group['root']}) in {where}"
+        )
+    if len(ranked) > limit:
+        lines.append(f"  ... and {len(ranked) - limit} more fingerprints (see the JSON report)")
+    return lines
+
+
+def junit_properties(data: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """Figures for JUnit XML's <properties>, where CI systems show them next to the test."""
+    leaks = [g for g in data.get("leaks", []) if g["verdict"] == "leak"]
+    props: list[tuple[str, object]] = [("leakcheck_verdict", data["verdict"])]
+    if leaks:
+        props.append(("leakcheck_leaked_objects", sum(g["count"] for g in leaks)))
+        props.append(("leakcheck_retained_bytes", sum(g.get("retained_bytes") or 0 for g in leaks)))
+        props.append(("leakcheck_roots", ",".join(sorted({g["root"] for g in leaks}))))
+        props.append(("leakcheck_fingerprints", ",".join(g["fingerprint"] for g in leaks)))
+    return props
 
 
 def write_json(path: str, entries: Iterable[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:

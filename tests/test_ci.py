@@ -1,0 +1,153 @@
+"""CI integration: fingerprints, the baseline of known leaks, JUnit XML, the grouped summary."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from pytest_leakcheck.baseline import group_fingerprint
+
+LEAKS = """
+    import threading
+    import pytest
+
+    REGISTRY = []
+
+    class User:
+        def tick(self):
+            pass
+
+    class Session:
+        pass
+
+    @pytest.mark.leakcheck
+    def test_timer_one():
+        t = threading.Timer(60, User().tick)
+        t.daemon = True
+        t.start()
+
+    @pytest.mark.leakcheck
+    def test_timer_two():
+        t = threading.Timer(60, User().tick)
+        t.daemon = True
+        t.start()
+
+    @pytest.mark.leakcheck
+    def test_registry():
+        REGISTRY.append(Session())
+"""
+
+
+def leak_fingerprints(path: str) -> dict[str, list[str]]:
+    with open(path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    return {
+        t["nodeid"].rpartition("::")[2]: sorted(g["fingerprint"] for g in t["leaks"])
+        for t in doc["tests"]
+    }
+
+
+def test_fingerprints_ignore_numbers_and_locations() -> None:
+    one = group_fingerprint(
+        "m.User", "threading.Timer", ["frame of run (/a/threading.py:1399)", "[140] -> dict"]
+    )
+    two = group_fingerprint(
+        "m.User", "threading.Timer", ["frame of run (/b/threading.py:1402)", "[977] -> dict"]
+    )
+    other = group_fingerprint("m.User", "module global", ["module m", ".REG -> list"])
+    assert one == two != other
+    assert len(one) == 12
+
+
+def test_the_same_leak_has_the_same_fingerprint_across_tests_and_runs(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(LEAKS)
+    pytester.runpytest_subprocess("--leakcheck-json=first.json")
+    pytester.runpytest_subprocess("--leakcheck-json=second.json", "-p", "no:randomly")
+    first = leak_fingerprints(str(pytester.path / "first.json"))
+    second = leak_fingerprints(str(pytester.path / "second.json"))
+    assert first == second
+    assert first["test_timer_one"] == first["test_timer_two"] != first["test_registry"]
+
+
+def test_a_baseline_lets_known_leaks_pass_and_new_ones_fail(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(LEAKS)
+    recorded = pytester.runpytest_subprocess(
+        "--leakcheck-baseline=known.json", "--leakcheck-update-baseline"
+    )
+    recorded.assert_outcomes(passed=3, errors=3)  # recording does not hide anything
+    doc = json.loads((pytester.path / "known.json").read_text())
+    assert doc["version"] == 1
+    assert [k["root"] for k in doc["known"] if k["type"].endswith(".User")] == ["threading.Timer"]
+    assert (pytester.path / "known.json").read_text() == json.dumps(
+        doc, indent=2, sort_keys=True
+    ) + "\n"  # stable and sorted: reviewable in a diff
+
+    known = pytester.runpytest_subprocess("--leakcheck-baseline=known.json")
+    known.assert_outcomes(passed=3)
+    known.stdout.fnmatch_lines(["*3 test(s) with only known leaks (in the baseline)*"])
+
+    pytester.makepyfile(
+        test_new="""
+        import pytest
+
+        KEEP = []
+
+        class Cache:
+            pass
+
+        @pytest.mark.leakcheck
+        def test_new_leak():
+            KEEP.append(Cache())
+        """
+    )
+    with_new = pytester.runpytest_subprocess("--leakcheck-baseline=known.json")
+    with_new.assert_outcomes(passed=4, errors=1)
+    with_new.stdout.fnmatch_lines(["LEAKED test_new.py::test_new_leak*"])
+
+
+def test_an_unreadable_baseline_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    (pytester.path / "known.json").write_text("[1, 2]")
+    pytester.makepyfile("def test_it(): pass")
+    result = pytester.runpytest("--leakcheck-baseline=known.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "cannot read the baseline" in result.stderr.str()
+    assert "--leakcheck-update-baseline" in result.stderr.str()
+
+
+def test_update_baseline_needs_a_file(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_it(): pass")
+    result = pytester.runpytest("--leakcheck-update-baseline")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "needs a file: add --leakcheck-baseline=FILE" in result.stderr.str()
+
+
+def test_junit_xml_carries_the_report_and_the_figures(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(LEAKS)
+    pytester.runpytest_subprocess("--junitxml=junit.xml")
+    tree = ET.parse(pytester.path / "junit.xml")
+    case = next(c for c in tree.iter("testcase") if c.get("name") == "test_timer_one")
+    error = case.find("error")
+    assert error is not None
+    assert "leakcheck: leaked 1 object of User, held by threading.Timer" in (error.text or "")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["leakcheck_verdict"] == "leak"
+    assert props["leakcheck_leaked_objects"] == "1"
+    assert props["leakcheck_roots"] == "threading.Timer"
+    assert int(props["leakcheck_retained_bytes"] or 0) > 0
+    assert len(props["leakcheck_fingerprints"] or "") == 12
+
+
+def test_the_summary_groups_one_leak_seen_in_many_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(LEAKS)
+    result = pytester.runpytest_subprocess("-p", "no:randomly")
+    result.stdout.fnmatch_lines(
+        [
+            "*leakcheck summary*",
+            "leaks by fingerprint, largest retained first:",
+            "  * *.User, retaining * (threading.Timer) in *test_timer_one and 1 more tests",
+        ]
+    )
