@@ -35,7 +35,8 @@ def test_the_seed_example_is_caught_and_its_fix_passes(tmp_path: Path) -> None:
     # Only the leaky test; under CI=true pytest appends the reason to the summary line.
     leaked = re.findall(r"^LEAKED (\S+)", out, re.MULTILINE)
     assert leaked == ["examples/tests/test_user_session.py::test_users_are_released_on_disconnect"]
-    assert "LEAK: 5 x examples.user_session.User held by threading.Timer: Timer" in out
+    assert "LEAK: 5 x examples.user_session.User, retaining " in out
+    assert " MB, held by threading.Timer: Timer" in out
     assert ".__self__ -> examples.user_session.User\n" in out
     assert "hint: cancel the timer" in out
     doc = json.loads(report.read_text())
@@ -43,3 +44,85 @@ def test_the_seed_example_is_caught_and_its_fix_passes(tmp_path: Path) -> None:
     assert verdicts == {"test_users_are_released_on_disconnect": "leak"}
     roots = {(g["type"], g["root"], g["count"]) for g in doc["tests"][0]["leaks"]}
     assert ("examples.user_session.User", "threading.Timer", 5) in roots
+
+
+def run_example(test_file: str, report: Path) -> subprocess.CompletedProcess[str]:
+    """Run one of the examples' test files as a user would, with a JSON report."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            test_file,
+            "-p",
+            "no:cacheprovider",
+            f"--leakcheck-json={report}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_seed_http_server_is_caught_and_its_fix_passes(tmp_path: Path) -> None:
+    report = tmp_path / "leaks.json"
+    result = run_example("examples/tests/test_user_server.py", report)
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert "2 passed, 1 error" in out
+    leaked = re.findall(r"^LEAKED (\S+)", out, re.MULTILINE)
+    assert leaked == ["examples/tests/test_user_server.py::test_users_are_released_on_disconnect"]
+    assert re.search(
+        r"^LEAK: 5 x examples\.user_session\.User\b.* held by threading\.Timer: Timer '",
+        out,
+        re.MULTILINE,
+    ), out
+    assert "local 'self' -> threading.Timer '" in out
+    assert ".__self__ -> examples.user_session.User\n" in out
+    # The server, its thread, its sockets and its request handlers belong to the module-scoped
+    # fixture (or are gone): none of them is the test's leak.
+    for word in ("Server", "RequestHandler", "socket", "threading.Thread"):
+        assert word not in out, word
+    doc = json.loads(report.read_text())
+    verdicts = {t["nodeid"].rpartition("::")[2]: t["verdict"] for t in doc["tests"]}
+    assert verdicts == {"test_users_are_released_on_disconnect": "leak"}
+    groups = {(g["type"], g["root"], g["count"]) for g in doc["tests"][0]["leaks"]}
+    assert groups == {
+        ("examples.user_session.User", "threading.Timer", 5),
+        ("examples.user_session.RepeatingTimer", "threading.Timer", 5),
+    }
+    assert "socket" not in json.dumps(doc["tests"])
+
+
+def test_the_quote_heartbeat_is_caught_and_its_fix_passes(tmp_path: Path) -> None:
+    report = tmp_path / "leaks.json"
+    result = run_example("examples/tests/test_quotes.py", report)
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert "2 passed, 1 error" in out
+    leaked = re.findall(r"^LEAKED (\S+)", out, re.MULTILINE)
+    assert leaked == ["examples/tests/test_quotes.py::test_connections_are_released_on_disconnect"]
+    assert re.search(
+        r"^LEAK: 5 x examples\.quotes\.QuoteConnection\b.* held by asyncio\.Task: "
+        r"Task 'heartbeat client_\d' running QuoteConnection\.heartbeat \(at .*quotes\.py:\d+\)",
+        out,
+        re.MULTILINE,
+    ), out
+    assert "._coro -> coroutine QuoteConnection.heartbeat\n" in out
+    assert "local 'self' -> examples.quotes.QuoteConnection\n" in out
+    assert "hint: cancel the task" in out
+    doc = json.loads(report.read_text())
+    verdicts = {t["nodeid"].rpartition("::")[2]: t["verdict"] for t in doc["tests"]}
+    assert verdicts == {"test_connections_are_released_on_disconnect": "leak"}
+    # The connections, and the buffers they drag along; the feed (a fixture's) is not theirs.
+    groups = {(g["type"], g["root"], g["count"]) for g in doc["tests"][0]["leaks"]}
+    assert groups == {
+        ("examples.quotes.QuoteConnection", "asyncio.Task", 5),
+        ("examples.quotes.QuoteBuffer", "asyncio.Task", 15),
+    }
+    for group in doc["tests"][0]["leaks"]:
+        assert "QuoteConnection.heartbeat" in group["root_description"]
+    # The loop's thread and the feed belong to the module-scoped fixtures.
+    assert "quote-loop" not in out
+    assert "QuoteFeed" not in out
