@@ -151,3 +151,58 @@ def test_the_summary_groups_one_leak_seen_in_many_tests(pytester: pytest.Pyteste
             "  * *.User, retaining * (threading.Timer) in *test_timer_one and 1 more tests",
         ]
     )
+
+
+def test_graphs_are_written_for_every_leak(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import threading
+        import pytest
+
+        class User:
+            def __init__(self):
+                self.name = 'quote " and \\x1b[31m escape'  # labels must be escaped
+
+            def tick(self):
+                pass
+
+        @pytest.mark.leakcheck
+        def test_timer():
+            t = threading.Timer(60, User().tick)
+            t.daemon = True
+            t.start()
+        """
+    )
+    result = pytester.runpytest_subprocess("--leakcheck-graphs=graphs")
+    result.stdout.fnmatch_lines(["  graph: *graphs/*test_timer--*.User--*"])
+    [dot] = (pytester.path / "graphs").glob("*.dot")
+    text = dot.read_text()
+    assert text.startswith("digraph ObjectGraph {")
+    assert 'label="Timer' in text
+    assert "\x1b" not in text
+    assert "[fontcolor=red]" in text  # the root is highlighted
+    assert 'label="function"' in text  # edges carry the attribute names
+
+
+def test_graphs_are_rendered_to_svg_when_graphviz_is_installed(pytester: pytest.Pytester) -> None:
+    import shutil
+
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed (.ci/run installs it)")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        KEEP = []
+
+        class User:
+            pass
+
+        @pytest.mark.leakcheck
+        def test_global():
+            KEEP.append(User())
+        """
+    )
+    pytester.runpytest_subprocess("--leakcheck-graphs=graphs")
+    [svg] = (pytester.path / "graphs").glob("*.svg")
+    assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))

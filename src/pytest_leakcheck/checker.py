@@ -132,6 +132,7 @@ class Options:
     sizes: bool = True  # measure what each leaked group retains
     ignore_threads: tuple[str, ...] = ()  # name globs of threads a test may leave running
     trace: bool = False  # note where objects are created (a profile function: slower)
+    graphs: bool = False  # draw each traced path with objgraph (a full collection per path)
     stop_pending: bool = True  # cancel what the block left pending, and say what that freed
 
 
@@ -452,7 +453,12 @@ class LeakCheck:
         created = next((site for o in objs if (site := self._site(o)) is not None), None)
         for obj in objs[:limit]:
             ret = find_path(
-                obj, extra_roots=extra, ignore=ignore, limits=self.options.limits, frames=frames
+                obj,
+                extra_roots=extra,
+                ignore=ignore,
+                limits=self.options.limits,
+                frames=frames,
+                graph=self.options.graphs and not traced,
             )
             traced.setdefault(ret.kind, []).append(ret)
         del obj
@@ -500,7 +506,7 @@ class LeakCheck:
         self.finish()
 
 
-_NUMBERS = re.compile(r"\d+")
+_NUMBERS = re.compile(r"\d+|\['[^']*'\]")
 
 
 @dataclass

@@ -53,6 +53,10 @@ BASELINE_HELP = (
     "a file of known leaks (written by --leakcheck-update-baseline): those are listed but do not "
     "fail; new leaks do (ini: leakcheck_baseline)"
 )
+GRAPHS_HELP = (
+    "write each leak's retention path as a Graphviz graph (DOT, drawn by objgraph; SVG too when "
+    "Graphviz's dot is installed) into this directory (ini: leakcheck_graphs)"
+)
 UPDATE_BASELINE_HELP = "write every leak of this run to the --leakcheck-baseline file"
 
 MARKER_KWARGS = ("enabled", "strict", "max_growth", "runs", "warmup", "trace", "ignore_threads")

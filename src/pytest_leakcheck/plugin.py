@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from . import baseline, report, roots
+from . import baseline, graphs, report, roots
 from . import config as cfg
-from .checker import LeakCheck, Options, RepeatError
+from .checker import Findings, LeakCheck, Options, RepeatError
 from .roots import RootInfo
 from .watch import WatchFilter
 
@@ -41,6 +41,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--leakcheck-json", default=None, metavar="PATH", help=cfg.JSON_HELP)
     group.addoption("--leakcheck-trace", action="store_true", default=None, help=cfg.TRACE_HELP)
     group.addoption("--leakcheck-baseline", default=None, metavar="FILE", help=cfg.BASELINE_HELP)
+    group.addoption("--leakcheck-graphs", default=None, metavar="DIR", help=cfg.GRAPHS_HELP)
     group.addoption(
         "--leakcheck-update-baseline",
         action="store_true",
@@ -59,6 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("leakcheck_warmup", cfg.WARMUP_HELP, default="")
     parser.addini("leakcheck_trace", cfg.TRACE_HELP, default="false")
     parser.addini("leakcheck_baseline", cfg.BASELINE_HELP, default="")
+    parser.addini("leakcheck_graphs", cfg.GRAPHS_HELP, default="")
     parser.addini("leakcheck_keep_timers", cfg.KEEP_TIMERS_HELP, default="false")
     parser.addini("leakcheck_ignore_threads", cfg.IGNORE_THREADS_HELP, type="args", default=[])
 
@@ -140,6 +142,10 @@ class LeakcheckSession:
         self.heaps: list[dict[str, Any]] = []
         self.fixture_threads: set[int] = set()
         self.known = self._read_baseline()
+        graphs_dir = config.getoption("leakcheck_graphs") or config.getini("leakcheck_graphs")
+        self.graphs_dir = (
+            os.path.join(str(config.invocation_params.dir), str(graphs_dir)) if graphs_dir else None
+        )
         self.checked = 0
 
     def _baseline_path(self) -> str | None:
@@ -220,6 +226,7 @@ class LeakcheckSession:
                 strict=settings.strict,
                 max_growth=settings.max_growth,
                 trace=settings.trace,
+                graphs=self.graphs_dir is not None,
                 stop_pending=not settings.keep_timers,
                 ignore_threads=settings.ignore_threads,
             ),
@@ -315,6 +322,8 @@ class LeakcheckSession:
         data = report.findings_data(findings)
         baseline.add_fingerprints(data)
         baseline.apply(data, self.known)
+        if self.graphs_dir is not None:
+            self._write_graphs(item.nodeid, findings, data)
         rep.leakcheck = data  # type: ignore[attr-defined]
         if data["verdict"] is None:
             return
@@ -322,6 +331,16 @@ class LeakcheckSession:
         if data["verdict"] == "leak":
             rep.outcome = "failed"
             rep.longrepr = report.format_findings(data)
+
+    def _write_graphs(self, nodeid: str, findings: Findings, data: dict[str, Any]) -> None:
+        assert self.graphs_dir is not None
+        for group, entry in zip(findings.groups, data["leaks"], strict=True):
+            dot = group.retentions[0].dot if group.retentions else None
+            if dot is None:
+                continue
+            name = f"{nodeid}--{group.type}--{entry['fingerprint']}"
+            dot_path, svg_path = graphs.write(self.graphs_dir, name, dot)
+            entry["graph"] = svg_path or dot_path
 
     def _guard(
         self,

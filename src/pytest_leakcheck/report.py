@@ -155,7 +155,7 @@ def format_group(group: Mapping[str, Any]) -> list[str]:
         lines.extend(f"    {step}" for step in _bounded_path(path))
     hidden = len(group.get("other_paths", [])) + 1 - len(paths)
     if hidden > 0:
-        lines.append(f"  ({hidden} more distinct paths not shown)")
+        lines.append(f"  ({_plural(hidden, 'more distinct path')} not shown)")
     if group.get("untraced"):
         lines.append(f"  ({group['untraced']} more of this type not traced)")
     hint = HINTS.get(group["root"])
@@ -213,6 +213,8 @@ def format_findings(data: Mapping[str, Any]) -> str:
         lines.extend(format_group(group))
         if group.get("fingerprint"):
             lines.append(f"  fingerprint: {group['fingerprint']}")
+        if group.get("graph"):
+            lines.append(f"  graph: {group['graph']}")
         lines.append("")
     if len(groups) > MAX_GROUPS_SHOWN:
         lines.append(f"... and {len(groups) - MAX_GROUPS_SHOWN} more groups (see the JSON report)")

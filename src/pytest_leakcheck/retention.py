@@ -18,7 +18,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import describe, roots
+from . import describe, graphs, roots
 from .roots import RootInfo
 
 _PACKAGE_DIR = __file__.rpartition("/")[0] if "/" in __file__ else ""
@@ -33,6 +33,7 @@ class Retention:
     root: str
     path: tuple[str, ...]
     depth_limited: bool = False
+    dot: str | None = None  # the path as a Graphviz graph, when graphs were asked for
 
 
 @dataclass
@@ -252,6 +253,23 @@ def _instance_dict(obj: object) -> dict[str, object] | None:
     return d if isinstance(d, dict) else None
 
 
+def _with_namespaces(chain: list[object]) -> list[object]:
+    """The chain with the ``__dict__`` between an instance and its attribute put back.
+
+    objgraph draws only the edges that ``gc.get_referents`` shows, and once a ``__dict__`` was
+    read, an instance refers to its attributes through it.
+    """
+    drawn: list[object] = []
+    for parent, child in zip(chain, [*chain[1:], None], strict=True):
+        drawn.append(parent)
+        namespace = _instance_dict(parent)
+        if child is not None and namespace is not None and namespace is not child:
+            referents = gc.get_referents(parent)
+            if all(r is not child for r in referents) and any(r is namespace for r in referents):
+                drawn.append(namespace)
+    return drawn
+
+
 def _is_namespace_of(owner: object, candidate: object) -> bool:
     if isinstance(owner, type):
         # A class shows its dict only through a mappingproxy; the real dict is its referent.
@@ -272,6 +290,7 @@ def find_path(
     ignore: set[int],
     limits: SearchLimits | None = None,
     frames: _FrameIndex | None = None,
+    graph: bool = False,
 ) -> Retention:
     """Walk from ``target`` back to the nearest root and describe the path."""
     limits = limits or SearchLimits()
@@ -317,7 +336,7 @@ def find_path(
             if found is not None:
                 break
             frontier = next_frontier
-        return _describe(target, found, via, depth >= limits.max_depth)
+        return _describe(target, found, via, depth >= limits.max_depth, graph)
     finally:
         # Nothing the search touched may outlive it.
         via.clear()
@@ -361,6 +380,7 @@ def _describe(
     found: _Found | None,
     via: Mapping[int, object],
     depth_limited: bool,
+    graph: bool = False,
 ) -> Retention:
     if found is None:
         return Retention(
@@ -391,4 +411,5 @@ def _describe(
         lines.append(f"{edge_label(parent, child)} -> {describe.short(child)}")
         i += 1
     kind, root_desc = roots.classify(chain, found.info, found.top)
-    return Retention(kind=kind, root=root_desc, path=tuple(lines))
+    dot = graphs.chain_dot(_with_namespaces(chain), root_desc) if graph else None
+    return Retention(kind=kind, root=root_desc, path=tuple(lines), dot=dot)
