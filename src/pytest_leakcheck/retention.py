@@ -129,6 +129,10 @@ class _FrameIndex:
         return RootInfo(kind, describe.root(thread))
 
     def _index(self, frame: types.FrameType, info: RootInfo) -> None:
+        if not frame.f_code.co_flags & 0x1:  # not CO_OPTIMIZED: module or class body code
+            # Its "locals" are a module's globals: the module is the root to name, and the walk
+            # reaches it through the namespace.
+            return
         for name, value in list(_frame_locals(frame).items()):
             self.by_id.setdefault(id(value), (frame, name, info))
         _release_snapshot(frame)
