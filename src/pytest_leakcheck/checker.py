@@ -180,13 +180,16 @@ class LeakCheck:
                 self._tracing = _Tracing.start()
             self._window = snapshot.open_window(self.watch, mode=self.options.mode)
             if self.options.trace:
-                recorder = SiteRecorder(self.watch.rootdir)
+                recorder = SiteRecorder(self.watch.rootdir, self._wanted_site)
                 self._sites = recorder if recorder.start() else None
         except BaseException:
             self._stop_sites()
             self._stop_tracing()
             self._atexit.stop()
             raise
+
+    def _wanted_site(self, tp: type) -> bool:
+        return self.watch.is_watched(tp, {}) or roots.is_root_type(tp)
 
     def _stop_sites(self) -> None:
         if self._sites is not None:

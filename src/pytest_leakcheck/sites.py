@@ -15,7 +15,7 @@ import sys
 import sysconfig
 import threading
 from collections.abc import Callable
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 # Frames in these directories belong to the standard library or installed packages, not to the
@@ -43,11 +43,22 @@ _MAKERS = frozenset(
 ProfileFunc = Callable[[FrameType, str, Any], object]
 
 
+_USER_FILES: dict[str, bool] = {}
+
+
+def _is_user_file(filename: str) -> bool:
+    try:
+        return _USER_FILES[filename]
+    except KeyError:
+        path = os.path.normcase(os.path.realpath(filename))
+        answer = not filename.startswith("<") and not path.startswith(_NOT_USER)
+        _USER_FILES[filename] = answer
+        return answer
+
+
 def _user(frame: FrameType | None) -> FrameType | None:
     while frame is not None:
-        filename = frame.f_code.co_filename
-        path = os.path.normcase(os.path.realpath(filename))
-        if not filename.startswith("<") and not path.startswith(_NOT_USER):
+        if _is_user_file(frame.f_code.co_filename):
             return frame
         frame = frame.f_back
     return None
@@ -56,9 +67,12 @@ def _user(frame: FrameType | None) -> FrameType | None:
 class SiteRecorder:
     """Notes creation sites while installed; keeps ids and text only, never the objects."""
 
-    def __init__(self, rootdir: str | None) -> None:
+    def __init__(self, rootdir: str | None, wanted: Callable[[type], bool]) -> None:
         self.rootdir = rootdir
-        self.sites: dict[int, tuple[type, str]] = {}
+        self._wanted = wanted
+        self._types: dict[type, bool] = {}
+        # id -> (type, code, line): formatted only for the few objects a report asks about.
+        self.sites: dict[int, tuple[type, CodeType, int]] = {}
         self._previous: ProfileFunc | None = None
         self.active = False
 
@@ -92,24 +106,32 @@ class SiteRecorder:
             pass
 
     def _note(self, obj: object, caller: FrameType | None) -> None:
-        frame = _user(caller)
-        if frame is not None:
-            self.sites[id(obj)] = (type(obj), self._where(frame))
+        tp = type(obj)
+        wanted = self._types.get(tp)
+        if wanted is None:
+            wanted = self._types[tp] = self._wanted(tp)
+        if wanted:
+            frame = _user(caller)
+            if frame is not None:
+                self.sites[id(obj)] = (tp, frame.f_code, frame.f_lineno)
 
-    def _where(self, frame: FrameType) -> str:
-        filename = frame.f_code.co_filename
+    def _where(self, code: CodeType, lineno: int) -> str:
+        filename = code.co_filename
         shown = filename
         if self.rootdir:
             relative = os.path.relpath(filename, self.rootdir)
             shown = filename if relative.startswith("..") else relative
-        line = linecache.getline(filename, frame.f_lineno).strip()
-        where = f"{shown}:{frame.f_lineno} in {frame.f_code.co_name}"
+        line = linecache.getline(filename, lineno).strip()
+        where = f"{shown}:{lineno} in {code.co_name}"
         return f"{where}: {line}" if line else where
 
     def site_of(self, obj: object) -> str | None:
         found = self.sites.get(id(obj))
         # An id can be reused by a later object: trust it only for the same type.
-        return found[1] if found is not None and found[0] is type(obj) else None
+        if found is None or found[0] is not type(obj):
+            return None
+        return self._where(found[1], found[2])
 
     def clear(self) -> None:
         self.sites.clear()
+        self._types.clear()
