@@ -438,7 +438,7 @@ class ProcessState:
         found = [
             Pending("itimer", f"signal.setitimer({name}) left armed: {value}")
             for name, value in _itimers().items()
-            if value != (0.0, 0.0) and value != self.itimers.get(name)
+            if self._armed_by_block(name, value)
         ]
         for sig, handler in _handlers().items():
             if handler is not self.handlers.get(sig):
@@ -448,10 +448,15 @@ class ProcessState:
                 )
         return found
 
+    def _armed_by_block(self, name: str, value: tuple[float, float]) -> bool:
+        # The remaining time of a timer armed before the block counts down by itself: only a
+        # timer that was off before and is on now is the block's (pytest-timeout's alarm is not).
+        return value != (0.0, 0.0) and self.itimers.get(name, (0.0, 0.0)) == (0.0, 0.0)
+
     def restore_itimers(self) -> list[str]:
         done = []
         for name, value in _itimers().items():
-            if value != (0.0, 0.0) and value != self.itimers.get(name):
+            if self._armed_by_block(name, value):
                 signal.setitimer(getattr(signal, name), 0)
                 done.append(f"disarming signal.setitimer({name})")
         return done
