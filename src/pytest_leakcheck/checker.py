@@ -664,7 +664,8 @@ def _settle(
     let go of their locals. So the survivors are looked up again, after a short pause, while
     threads that the test started are alive or exiting, or when the set of threads changed
     while they were looked up (a thread that exits during a collection leaves its garbage for
-    the next one). A real leak shows no progress and costs one short pause.
+    the next one). While a thread the test started still runs, it may be finishing its work:
+    the pauses double up to the budget. Without one, a real leak costs one short pause.
     """
     pause = 0.002
     threads = _thread_idents()
@@ -684,7 +685,8 @@ def _settle(
         threads = _thread_idents()
         alive = snapshot.find_by_id(ids)
         progress = len(alive) < count or joined or threads != now or _exiting(threads)
-        if not progress and _thread_idents() == threads:
+        running = bool(_thread_idents() - threads_before)
+        if not progress and not running and _thread_idents() == threads:
             break
     return alive, time.monotonic() - began
 

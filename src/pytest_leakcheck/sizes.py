@@ -27,7 +27,7 @@ import operator
 import sys
 import types
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, filterfalse, repeat
 
@@ -36,6 +36,7 @@ from pympler import asizeof
 _STOP_TYPES = (types.ModuleType, type, types.FrameType, types.CodeType)
 _ALIGN = 8
 _PYMPLER_AT_MOST = 20_000
+_flatsize: Callable[[object], int] = asizeof.flatsize  # pympler is untyped
 # Containers the collector stops tracking once they hold only leaves.
 _UNTRACKED_CONTAINERS = frozenset({tuple, dict})
 
@@ -54,9 +55,23 @@ def _containers_total(objects: list[object]) -> int:
     from C: for the types checked in tests/test_sizes.py the two agree.
     """
     if len(objects) <= _PYMPLER_AT_MOST:
-        return sum(map(asizeof.flatsize, objects))
-    sizes = map(sys.getsizeof, objects)
-    return sum(map(operator.and_, map(operator.add, sizes, repeat(_ALIGN - 1)), repeat(-_ALIGN)))
+        return sum(map(_pympler_flat, objects))
+    return sum(map(_aligned, objects))
+
+
+def _pympler_flat(obj: object) -> int:
+    try:
+        return int(_flatsize(obj))
+    except Exception:  # a class whose metaclass or __sizeof__ raises
+        return _aligned(obj)
+
+
+def _aligned(obj: object) -> int:
+    try:
+        size = sys.getsizeof(obj)
+    except Exception:
+        size = object.__basicsize__
+    return (size + _ALIGN - 1) & -_ALIGN
 
 
 def _leaves_total(objects: Iterable[object]) -> int:
