@@ -188,6 +188,16 @@ class LeakCheck:
             self._atexit.stop()
             raise
 
+    def _is_project_callable(self, func: object) -> bool:
+        """A callable of the project's code (or bound to a watched object); libraries that
+        register an exit hook the first time they are used (pytest's tmp_path does) are not
+        the test's doing."""
+        owner = getattr(func, "__self__", None)
+        if owner is not None and self.watch.is_watched(type(owner), {}):
+            return True
+        module = getattr(func, "__module__", None)
+        return isinstance(module, str) and self.watch.is_project_module(module)
+
     def _wanted_site(self, tp: type) -> bool:
         return self.watch.is_watched(tp, {}) or roots.is_root_type(tp)
 
@@ -299,7 +309,7 @@ class LeakCheck:
 
     def _process_changes(self) -> list[Pending]:
         found = self._process.changes()
-        added = self._atexit.added()
+        added = self._atexit.added(self._is_project_callable)
         found.extend(Pending(roots.ATEXIT, desc) for desc in added)
         return found
 
@@ -425,7 +435,7 @@ class LeakCheck:
         extra: dict[int, RootInfo] = {**roots.signal_roots(), **self._atexit.roots()}
         if self._extra_roots is not None:
             extra.update(self._extra_roots())
-        frames = _FrameIndex()
+        frames = _FrameIndex(frozenset(self.foreign_threads))
         # The checker's own containers refer to the survivors; the search must not stop there,
         # and the sizes must not count them as holders: each survivor is in ``survivors`` and in
         # its type's list.
@@ -463,6 +473,20 @@ class LeakCheck:
                 frames=frames,
                 graph=self.options.graphs and not traced,
             )
+            if ret.kind == roots.FIXTURE:
+                # Held by a wider fixture (or pytest) here; but is it held by anything else,
+                # a timer say? Look again with those holders out of the way.
+                owned = {key for key, info in extra.items() if info.kind == roots.FIXTURE}
+                other = find_path(
+                    obj,
+                    extra_roots={k: v for k, v in extra.items() if k not in owned},
+                    ignore=ignore | owned,
+                    limits=self.options.limits,
+                    frames=frames,
+                    graph=self.options.graphs and not traced,
+                )
+                if other.kind in roots.ACTIVE_KINDS:  # a passive holder is likely the same one
+                    ret = other
             traced.setdefault(ret.kind, []).append(ret)
         del obj
         untraced = max(0, len(objs) - limit)

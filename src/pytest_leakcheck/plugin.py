@@ -3,10 +3,12 @@ turns the findings into test outcomes, a summary and a JSON report. Nothing impo
 
 from __future__ import annotations
 
+import builtins
 import inspect
 import os
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -485,4 +487,24 @@ def _fixture_roots(item: pytest.Item) -> dict[int, RootInfo]:
             found[id(fixturedef)] = desc
             found[id(cached)] = desc
             found[id(cached[0])] = desc
+    found.update(_pytest_holders(item))
+    return found
+
+
+def _pytest_holders(item: pytest.Item) -> dict[int, RootInfo]:
+    """What pytest itself keeps past the test, by design; not the test's leak."""
+    found: dict[int, RootInfo] = {}
+    # The instance pytest made of the test's class lives as long as the item does.
+    instance = getattr(item, "instance", None)
+    if instance is not None:
+        found[id(instance)] = RootInfo(roots.FIXTURE, "the test class instance pytest keeps")
+    # catch_warnings(record=True) around the test: its list of records, until the protocol ends.
+    recorder = getattr(warnings, "_showwarnmsg_impl", None)
+    records = getattr(recorder, "__self__", None)
+    if isinstance(records, list):
+        found[id(records)] = RootInfo(roots.FIXTURE, "the warnings pytest records for this test")
+    # The value a doctest example displayed last, kept by sys.displayhook in builtins._.
+    last = builtins.__dict__.get("_")
+    if last is not None:
+        found[id(last)] = RootInfo(roots.FIXTURE, "builtins._, the last value a doctest showed")
     return found

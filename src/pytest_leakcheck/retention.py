@@ -98,7 +98,10 @@ def _persistent_frames(top: types.FrameType) -> list[types.FrameType]:
 class _FrameIndex:
     """Which local variable of which running frame holds an object, by id."""
 
-    def __init__(self) -> None:
+    def __init__(self, foreign: frozenset[int] = frozenset()) -> None:
+        # Threads that something outside the check owns (a wider-scoped fixture's server):
+        # their frames hold what that owner holds.
+        self._foreign = foreign
         self.by_id: dict[int, tuple[types.FrameType, str, RootInfo]] = {}
         frames = sys._current_frames()
         try:
@@ -113,6 +116,8 @@ class _FrameIndex:
         current = threading.get_ident()
         for ident, top in frames.items():
             info = self._thread_root(names.get(ident), ident == current)
+            if ident in self._foreign:
+                info = RootInfo(roots.FIXTURE, f"a wider-scoped fixture's {info.description}")
             for f in _persistent_frames(top):
                 if not _own_frame(f):
                     self._index(f, info)

@@ -207,8 +207,8 @@ class AtexitRecorder:
         self._real: Callable[..., Any] | None = None
         self._count_before = 0
 
-    def added(self) -> list[str]:
-        """Registrations the block added and did not take back."""
+    def added(self, relevant: Callable[[object], bool]) -> list[str]:
+        """Registrations the block added and did not take back, of callables ``relevant`` keeps."""
         count = getattr(atexit, "_ncallbacks", None)
         now = count() if callable(count) else None
         if now is not None and now <= self._count_before:
@@ -216,7 +216,8 @@ class AtexitRecorder:
         found = []
         for ref in self._refs:
             func = ref() if isinstance(ref, weakref.ref) else None
-            found.append(describe.callable_name(func) if func is not None else "a callable")
+            if func is not None and relevant(func):
+                found.append(describe.callable_name(func))
             del func
         return [f"atexit.register({name})" for name in found]
 

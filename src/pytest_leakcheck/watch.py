@@ -87,6 +87,15 @@ class WatchFilter:
         name = qualified_name(tp)
         return any(fnmatch.fnmatchcase(name, p) for p in self.patterns)
 
+    def is_project_module(self, module: str) -> bool:
+        if self.rootdir is None or module.split(".")[0] == _OWN_PACKAGE:
+            return False
+        try:
+            return self._module_cache[module]
+        except KeyError:
+            answer = self._module_cache[module] = self._module_is_project(module)
+            return answer
+
     def _decide(self, tp: type) -> bool:
         module = _module_name(tp)
         if module == _OWN_PACKAGE or module.startswith(_OWN_PACKAGE + "."):

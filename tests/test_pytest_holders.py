@@ -1,0 +1,35 @@
+"""What pytest itself holds after a test is not the test's leak (run strictly, every test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SOURCES = Path(__file__).parent / "sources"
+PYTEST_HOLDERS = (SOURCES / "pytest_holders.py").read_text()
+HELD_TWICE = (SOURCES / "held_twice.py").read_text()
+
+
+def test_what_pytest_holds_is_never_a_leak_even_strictly(pytester: pytest.Pytester) -> None:
+    # caplog records, capsys, pytest.raises, monkeypatch, parametrize, class-based and unittest
+    # tests, doctests (builtins._), fixtures of wider scope made by their first user, yield
+    # fixtures, tmp_path (its atexit hook), addfinalizer, pytest.warns, recwarn and the warnings
+    # pytest records for every test.
+    pytester.makepyfile(test_holders=PYTEST_HOLDERS)
+    result = pytester.runpytest_subprocess(
+        "--leakcheck", "--leakcheck-strict", "--doctest-modules", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=17)
+    assert "leakcheck summary" not in result.stdout.str()
+
+
+def test_a_timer_is_found_even_when_the_test_class_instance_holds_the_object_too(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_both=HELD_TWICE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["LEAK *::TestHeld::test_instance_and_timer: 1 x *.User, retaining * (threading.Timer)"]
+    )
