@@ -134,6 +134,9 @@ class Options:
     trace: bool = False  # note where objects are created (a profile function: slower)
     graphs: bool = False  # draw each traced path with objgraph (a full collection per path)
     stop_pending: bool = True  # cancel what the block left pending, and say what that freed
+    # Types whose survivors are counted, not walked, when the check is lenient and the block
+    # left nothing running: the plugin fills it with types it already explained several times.
+    skip_tracing: frozenset[str] = frozenset()
 
 
 class RepeatError(RuntimeError):
@@ -168,6 +171,7 @@ class LeakCheck:
         self.foreign_threads: set[int] = set()
         self._sites: SiteRecorder | None = None
         self._rss_before: int | None = None
+        self._skip_now: frozenset[str] = frozenset()
         self.findings: Findings | None = None
 
     def start(self) -> None:
@@ -265,6 +269,7 @@ class LeakCheck:
             max_growth=self.options.max_growth,
         )
         root_ids = window.root_ids
+        found, window.found = window.found, []
         del window
         series, self._series = self._series, None
         groups: tuple[LeakGroup, ...] = ()
@@ -272,14 +277,18 @@ class LeakCheck:
         proof: list[str] = []
         waited = 0.0
         if ids or root_ids:
-            alive, waited = _settle(ids | root_ids, self.options.settle, self._threads_before)
+            alive, waited = _settle(found, self.options.settle, self._threads_before)
             survivors = [o for o in alive if id(o) in ids]
             started = [o for o in alive if id(o) in root_ids]
             alive.clear()
             try:
                 with _threads_paused():
-                    groups = self._explain(survivors, series)
                     running = self._pending(started)
+                    # Repeated passive suspects are not walked again, unless the test left
+                    # something running that could be what holds them this time.
+                    self._skip_now = self.options.skip_tracing if not running else frozenset()
+                    groups = self._explain(survivors, series)
+                groups = self._drop_garbage(groups, survivors)
                 started.clear()  # what is still running stays in ``running`` alone
                 pending.extend(p for p, _ in running)
                 if self.options.stop_pending:
@@ -306,6 +315,35 @@ class LeakCheck:
             self._sites.clear()
             self._sites = None
         return self.findings
+
+    def _drop_garbage(
+        self, groups: tuple[LeakGroup, ...], survivors: list[object]
+    ) -> tuple[LeakGroup, ...]:
+        """Survivors with no root at all may be garbage that only a full collection frees.
+
+        The windows collect the young generations only; an old cycle that became garbage during
+        the test could still hold new objects. Only then is the whole heap collected.
+        """
+        rootless = {
+            g.type
+            for g in groups
+            if g.kind == roots.UNKNOWN
+            and g.retentions
+            and g.path
+            and g.retentions[0].root.startswith(("nothing that Python", "no root found"))
+        }
+        if not rootless:
+            return groups
+        suspects = {id(o) for o in survivors if qualified_name(type(o)) in rootless}
+        kept = [o for o in survivors if id(o) not in suspects]
+        survivors.clear()  # the suspects must be free to go
+        survivors.extend(kept)
+        kept.clear()
+        alive = snapshot.find_by_id(suspects)
+        still = {qualified_name(type(o)) for o in alive}
+        survivors.extend(alive)
+        alive.clear()
+        return tuple(g for g in groups if g.type not in rootless or g.type in still)
 
     def _process_changes(self) -> list[Pending]:
         found = self._process.changes()
@@ -432,6 +470,11 @@ class LeakCheck:
             growing = series.growing_types()
             for tp in [tp for tp in by_type if qualified_name(tp) not in growing]:
                 del by_type[tp]
+        if not self.options.strict and all(qualified_name(tp) in self._skip_now for tp in by_type):
+            # Nothing to walk: no roots to gather, no frames to index.
+            counted = [_untraced_group(tp, len(objs)) for tp, objs in by_type.items()]
+            by_type.clear()
+            return tuple(counted)
         extra: dict[int, RootInfo] = {**roots.signal_roots(), **self._atexit.roots()}
         if self._extra_roots is not None:
             extra.update(self._extra_roots())
@@ -463,6 +506,9 @@ class LeakCheck:
     ) -> Iterable[LeakGroup]:
         traced: dict[str, list[Retention]] = {}
         limit = self.options.max_traced_per_type
+        if not self.options.strict and qualified_name(tp) in self._skip_now:
+            yield _untraced_group(tp, len(objs))
+            return
         created = next((site for o in objs if (site := self._site(o)) is not None), None)
         for obj in objs[:limit]:
             ret = find_path(
@@ -625,6 +671,28 @@ def _merge_result(
     return f"confirmed: {text}{times} freed {_freed_text(freed, sizes)}"
 
 
+def _untraced_group(tp: type, count: int) -> LeakGroup:
+    """A suspect of a type already explained often in this session: counted, not walked.
+
+    Walking costs heap passes; a large suite whose every test leaves the same cached object
+    would pay them thousands of times for the same answer.
+    """
+    return LeakGroup(
+        type=qualified_name(tp),
+        count=count,
+        kind=roots.UNKNOWN,
+        verdict="suspect",
+        retentions=(
+            Retention(
+                kind=roots.UNKNOWN,
+                root="not walked: this type was explained several times earlier in the session",
+                path=(),
+            ),
+        ),
+        untraced=count,
+    )
+
+
 def _freed_text(freed: Counter[str], sizes: Mapping[str, tuple[int, int | None]]) -> str:
     parts = []
     for name, n in sorted(freed.items()):
@@ -679,7 +747,7 @@ def _thread_idents() -> frozenset[int]:
 
 
 def _settle(
-    ids: set[int], budget: float, threads_before: frozenset[int]
+    found: list[object], budget: float, threads_before: frozenset[int]
 ) -> tuple[list[object], float]:
     """Re-check survivors while something visibly stops, within a bounded time.
 
@@ -693,7 +761,8 @@ def _settle(
     """
     pause = 0.002
     threads = _thread_idents()
-    alive = snapshot.find_by_id(ids)
+    alive = list(found)  # what the window found, without a second walk over the heap
+    found.clear()
     began = time.monotonic()  # what is reported is the waiting, not the first look-up
     while alive and time.monotonic() - began < budget:
         now = _thread_idents()

@@ -9,6 +9,7 @@ import os
 import threading
 import traceback
 import warnings
+from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,10 @@ SETTINGS_KEY = pytest.StashKey[cfg.Settings]()
 ITEM_KEY = pytest.StashKey[cfg.ItemSettings]()
 CHECK_KEY = pytest.StashKey[LeakCheck]()
 FAILED_KEY = pytest.StashKey[str]()
+
+# In lenient (--leakcheck) checks, a passive suspect type is walked this many times per session;
+# after that its survivors are counted only (see checker.Options.skip_tracing).
+EXPLAIN_EACH_TYPE = 1
 
 NOT_CHECKED = (
     "not checked for leaks: the test {what}, and its traceback keeps its frames and locals alive, "
@@ -143,6 +148,7 @@ class LeakcheckSession:
         self.internal_errors: list[str] = []
         self.heaps: list[dict[str, Any]] = []
         self.fixture_threads: set[int] = set()
+        self.explained: Counter[str] = Counter()  # suspects walked, by type
         self.known = self._read_baseline()
         graphs_dir = config.getoption("leakcheck_graphs") or config.getini("leakcheck_graphs")
         self.graphs_dir = (
@@ -226,11 +232,16 @@ class LeakcheckSession:
             watch,
             Options(
                 strict=settings.strict,
+                # A failing (strict) check shows a few paths; a lenient one lists suspects.
+                max_traced_per_type=3 if settings.strict else 1,
                 max_growth=settings.max_growth,
                 trace=settings.trace,
                 graphs=self.graphs_dir is not None,
                 stop_pending=not settings.keep_timers,
                 ignore_threads=settings.ignore_threads,
+                skip_tracing=frozenset(
+                    name for name, n in self.explained.items() if n >= EXPLAIN_EACH_TYPE
+                ),
             ),
             extra_roots=lambda: _fixture_roots(item),
         )
@@ -326,6 +337,7 @@ class LeakcheckSession:
         baseline.apply(data, self.known)
         if self.graphs_dir is not None:
             self._write_graphs(item.nodeid, findings, data)
+        self.explained.update(g.type for g in findings.suspects if g.retentions[0].path)
         rep.leakcheck = data  # type: ignore[attr-defined]
         if data["verdict"] is None:
             return

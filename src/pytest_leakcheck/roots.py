@@ -162,13 +162,9 @@ def classify(path: Sequence[object], root: RootInfo | None, top: object) -> tupl
 def signal_roots() -> dict[int, RootInfo]:
     """Handlers the interpreter keeps in C, where no referrer points at them."""
     found: dict[int, RootInfo] = {}
-    for sig in signal.valid_signals():
-        try:
-            handler = signal.getsignal(sig)
-        except (ValueError, OSError):
-            continue
+    for sig, handler in _handlers().items():
         if callable(handler) and not isinstance(handler, int):
-            name = getattr(sig, "name", str(sig))
+            name = signal.Signals(sig).name
             found[id(handler)] = RootInfo(
                 SIGNAL_HANDLER, f"{name} handler {describe.short(handler)}"
             )

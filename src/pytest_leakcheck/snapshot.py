@@ -28,6 +28,7 @@ import sysconfig
 import threading
 from collections import Counter
 from collections.abc import Callable
+from itertools import compress
 from typing import Any, Protocol
 
 from . import roots
@@ -80,6 +81,7 @@ class Window(Protocol):
     objects_added: int  # after close: tracked objects the window made that are still alive
 
     root_ids: set[int]  # after close: timers, threads, handles, tasks, events it made and left
+    found: list[object]  # after close: those objects and the watched survivors; the caller clears
 
     def close(self) -> set[int]:
         """End the window and return the ids of watched objects it made that are still alive."""
@@ -98,29 +100,31 @@ def find_by_id(ids: set[int]) -> list[object]:
     return [o for o in _real_get_objects() if id(o) in ids]
 
 
-_WATCHED, _ROOT = 1, 2
-
-
 def classify(objects: list[Any], watch: WatchFilter) -> tuple[set[int], set[int]]:
     """Ids of watched instances, and of timers, threads, handles, tasks and events that may
-    still be pending, in one pass with one dict look-up per object."""
-    kinds: dict[type, int] = {}
+    still be pending. The per-object work is done in C (``map``, ``compress``); Python looks at
+    each distinct type once."""
+    types = list(map(type, objects))
     cache = watch.new_cache()
+    watched_types: set[type] = set()
+    root_types: set[type] = set()
+    for tp in set(types):
+        if watch.is_watched(tp, cache):
+            watched_types.add(tp)
+        if roots.is_root_type(tp):
+            root_types.add(tp)
     watched: set[int] = set()
     rooted: set[int] = set()
-    for obj in objects:
-        tp = type(obj)
-        bits = kinds.get(tp)
-        if bits is None:
-            bits = kinds[tp] = (_WATCHED if watch.is_watched(tp, cache) else 0) | (
-                _ROOT if roots.is_root_type(tp) else 0
-            )
-        if bits:
-            if bits & _WATCHED:
-                watched.add(id(obj))
-            if bits & _ROOT and roots.maybe_pending(obj):
-                rooted.add(id(obj))
+    if watched_types:
+        watched = set(map(id, compress(objects, map(watched_types.__contains__, types))))
+    if root_types:
+        candidates = compress(objects, map(root_types.__contains__, types))
+        rooted = {id(o) for o in candidates if roots.maybe_pending(o)}
     return watched, rooted
+
+
+def _pick(objects: list[Any], ids: set[int]) -> list[object]:
+    return [o for o in objects if id(o) in ids] if ids else []
 
 
 def _count_by_type(objects: list[Any], watch: WatchFilter, skip: set[int]) -> Counter[str]:
@@ -151,6 +155,7 @@ class FullHeapWindow:
         self._objects_before = objects_before
         self.objects_added = 0
         self.root_ids: set[int] = set()
+        self.found: list[object] = []
 
     def close(self) -> set[int]:
         _real_collect()
@@ -158,7 +163,9 @@ class FullHeapWindow:
         self.objects_added = len(objects) - self._objects_before
         watched, rooted = classify(objects, self._watch)
         self.root_ids = rooted - self._before
-        return watched - self._before
+        watched -= self._before
+        self.found = _pick(objects, watched | self.root_ids)
+        return watched
 
     def sample(self) -> tuple[int, Counter[str]]:
         _real_collect()
@@ -182,6 +189,7 @@ class FrozenWindow:
         _frozen_active = True
         # Not gc.get_freeze_count(): it walks the frozen list, a walk over the whole heap.
         self.objects_added = 0
+        self.found: list[object] = []
         self.root_ids: set[int] = set()
         # Per window, not only the module flag: a wrapper that a test kept a reference to must not
         # unfreeze a later window.
@@ -247,6 +255,7 @@ class FrozenWindow:
                 ids = self._degraded.close()
                 self.objects_added = self._degraded.objects_added
                 self.root_ids = self._degraded.root_ids
+                self.found = self._degraded.found
                 return ids
             self._uninstall()
             try:
@@ -255,6 +264,9 @@ class FrozenWindow:
                 young = _real_get_objects()
                 ids, self.root_ids = classify(young, self._watch)
                 self.objects_added = len(young)
+                # Handed over now, from the young objects: finding them again later would be a
+                # walk over the whole heap.
+                self.found = _pick(young, ids | self.root_ids)
                 del young
             finally:
                 _real_unfreeze()
