@@ -21,7 +21,7 @@ from typing import Literal
 
 from . import describe, roots, snapshot
 from .cycles import Sample, Series
-from .retention import Retention, SearchLimits, _FrameIndex, find_path
+from .retention import Retention, SearchLimits, _FrameIndex, find_path, find_paths
 from .roots import Pending, RootInfo
 from .sites import SiteRecorder
 from .sizes import retained_size
@@ -485,56 +485,79 @@ class LeakCheck:
         ignore = {id(survivors), id(by_type), *(id(v) for v in by_type.values())}
         self._caller_refs = dict.fromkeys(map(id, survivors), 2)
         groups: list[LeakGroup] = []
+        walked: dict[type, list[Retention]] = {}
         try:
+            walked = self._walk(by_type, extra, ignore, frames)
             # No loop variable may name a survivor after the search: indexing keeps none.
             for tp in list(by_type):
-                groups.extend(self._explain_type(tp, by_type[tp], extra, ignore, frames, series))
+                groups.extend(self._explain_type(tp, by_type[tp], walked.get(tp, []), series))
         finally:
             frames.close()
             by_type.clear()
+            walked.clear()
         groups.sort(key=lambda g: (g.verdict != "leak", -(g.retained_bytes or 0), -g.count, g.type))
         return tuple(groups)
+
+    def _skipped(self, tp: type) -> bool:
+        return not self.options.strict and qualified_name(tp) in self._skip_now
+
+    def _walk(
+        self,
+        by_type: Mapping[type, list[object]],
+        extra: Mapping[int, RootInfo],
+        ignore: set[int],
+        frames: _FrameIndex,
+    ) -> dict[type, list[Retention]]:
+        """Paths for a few survivors of each type, all found in one walk."""
+        limit = self.options.max_traced_per_type
+        targets = [o for tp, objs in by_type.items() if not self._skipped(tp) for o in objs[:limit]]
+        if not targets:
+            return {}
+        rets = find_paths(
+            targets,
+            extra_roots=extra,
+            ignore=ignore,
+            limits=self.options.limits,
+            frames=frames,
+            graph=self.options.graphs,
+        )
+        walked: dict[type, list[Retention]] = {}
+        try:
+            for n, ret in enumerate(rets):
+                if ret.kind == roots.FIXTURE:
+                    # Held by a wider fixture (or pytest) here; but is it held by anything else,
+                    # a timer say? Look again with those holders out of the way.
+                    owned = {key for key, info in extra.items() if info.kind == roots.FIXTURE}
+                    other = find_path(
+                        targets[n],
+                        extra_roots={k: v for k, v in extra.items() if k not in owned},
+                        ignore=ignore | owned | {id(targets)},
+                        limits=self.options.limits,
+                        frames=frames,
+                        graph=self.options.graphs,
+                    )
+                    if other.kind in roots.ACTIVE_KINDS:  # a passive holder: the same one
+                        ret = other
+                walked.setdefault(type(targets[n]), []).append(ret)
+        finally:
+            targets.clear()
+        return walked
 
     def _explain_type(
         self,
         tp: type,
         objs: list[object],
-        extra: Mapping[int, RootInfo],
-        ignore: set[int],
-        frames: _FrameIndex,
+        rets: list[Retention],
         series: Series | None,
     ) -> Iterable[LeakGroup]:
         traced: dict[str, list[Retention]] = {}
         limit = self.options.max_traced_per_type
-        if not self.options.strict and qualified_name(tp) in self._skip_now:
+        if self._skipped(tp):
             yield _untraced_group(tp, len(objs))
             return
         created = next((site for o in objs if (site := self._site(o)) is not None), None)
-        for obj in objs[:limit]:
-            ret = find_path(
-                obj,
-                extra_roots=extra,
-                ignore=ignore,
-                limits=self.options.limits,
-                frames=frames,
-                graph=self.options.graphs and not traced,
-            )
-            if ret.kind == roots.FIXTURE:
-                # Held by a wider fixture (or pytest) here; but is it held by anything else,
-                # a timer say? Look again with those holders out of the way.
-                owned = {key for key, info in extra.items() if info.kind == roots.FIXTURE}
-                other = find_path(
-                    obj,
-                    extra_roots={k: v for k, v in extra.items() if k not in owned},
-                    ignore=ignore | owned,
-                    limits=self.options.limits,
-                    frames=frames,
-                    graph=self.options.graphs and not traced,
-                )
-                if other.kind in roots.ACTIVE_KINDS:  # a passive holder is likely the same one
-                    ret = other
+        for ret in rets:
             traced.setdefault(ret.kind, []).append(ret)
-        del obj
         untraced = max(0, len(objs) - limit)
         named = self.watch.is_named(tp)
         name = qualified_name(tp)

@@ -302,21 +302,68 @@ def find_path(
     graph: bool = False,
 ) -> Retention:
     """Walk from ``target`` back to the nearest root and describe the path."""
+    box = [target]
+    try:
+        return find_paths(
+            box,
+            extra_roots=extra_roots,
+            ignore=ignore | {id(box)},
+            limits=limits,
+            frames=frames,
+            graph=graph,
+        )[0]
+    finally:
+        box.clear()
+
+
+def find_paths(
+    targets: list[object],
+    *,
+    extra_roots: Mapping[int, RootInfo],
+    ignore: set[int],
+    limits: SearchLimits | None = None,
+    frames: _FrameIndex | None = None,
+    graph: bool = False,
+) -> list[Retention]:
+    """Walk from every target at once back to roots: one heap pass per level for all of them.
+
+    Survivors of one test are often held by one chain (a cached lexer and the rules it holds):
+    a walk that reaches a node another target's walk already owns *joins* it, and its path is
+    that walk's path down to the join, then its own.
+    """
     limits = limits or SearchLimits()
     own_index = frames is None
     index = frames if frames is not None else _FrameIndex()
-    via: dict[int, object] = {}  # id(holder) -> the object it holds, one step nearer the target
-    seen: set[int] = {id(target)}
-    frontier: list[object] = [target]
-    nodes: dict[int, object] = {id(target): target}
+    via: dict[int, object] = {}  # id(holder) -> the object it holds, one step nearer a target
+    origin: dict[int, int] = {id(t): n for n, t in enumerate(targets)}  # node -> target index
+    nodes: dict[int, object] = {id(t): t for t in targets}
+    found: dict[int, _Found] = {}
+    joins: dict[int, tuple[int, int, object]] = {}  # target -> (other target, id(node), held)
+    frontier: list[object] = list(nodes.values())
     here = sys._getframe()
-    ignore = ignore | {id(via), id(seen), id(frontier), id(nodes), id(here), id(index.by_id)}
-    found: _Found | None = None
+    own = {id(via), id(origin), id(nodes), id(found), id(joins), id(here), id(index.by_id)}
+    ignore = ignore | own | {id(frontier), id(targets)}
     depth = 0
+
+    def open_(n: int) -> bool:
+        # A walk is done when it found a root, or joined (through other walks) one that did.
+        seen_: set[int] = set()
+        while n not in found:
+            if n in seen_ or n not in joins:
+                return True
+            seen_.add(n)
+            n = joins[n][0]
+        return False
+
     try:
-        while frontier and depth < limits.max_depth:
-            found = _root_in(frontier, extra_roots, index)
-            if found is not None:
+        while frontier and depth < limits.max_depth and any(map(open_, range(len(targets)))):
+            for hit in _roots_in(frontier, extra_roots, index):
+                n = origin[id(hit.top)]
+                if open_(n):
+                    found[n] = hit
+            frontier = [o for o in frontier if open_(origin[id(o)])]
+            ignore.add(id(frontier))  # the list itself refers to every node it holds
+            if not frontier:
                 break
             depth += 1
             referrers = gc.get_referrers(*frontier)
@@ -324,37 +371,73 @@ def find_path(
             frontier_ids = {id(o) for o in frontier}
             next_frontier: list[object] = []
             ignore.add(id(next_frontier))
+            cap = min(limits.max_frontier * len(frontier_ids), limits.max_frontier * 8)
             for holder in referrers:
                 hid = id(holder)
-                if hid in seen or hid in ignore:
+                if hid in ignore:
                     continue
                 if isinstance(holder, types.FrameType) and _own_frame(holder):
                     continue
-                held = _held_from(holder, frontier_ids, nodes)
-                if held is None:
-                    continue
-                seen.add(hid)
-                via[hid] = held
-                nodes[hid] = holder
-                if _is_stop(holder):
-                    found = _Found(holder, None, None, None)
-                    break
-                if len(next_frontier) < limits.max_frontier:
-                    next_frontier.append(holder)
+                # One holder can hold several walks' nodes (a list of all the survivors): the
+                # first open walk owns it, the others join that walk there.
+                for held in _all_held(holder, frontier_ids, nodes):
+                    n = origin[id(held)]
+                    if not open_(n):
+                        continue
+                    if hid in origin:  # another walk got here first: its path may serve
+                        m = origin[hid]
+                        if m != n:
+                            joins.setdefault(n, (m, hid, held))
+                        continue
+                    origin[hid] = n
+                    via[hid] = held
+                    nodes[hid] = holder
+                    if _is_stop(holder):
+                        found[n] = _Found(holder, None, None, None)
+                    elif len(next_frontier) < cap:
+                        next_frontier.append(holder)
             del referrers
-            if found is not None:
-                break
             frontier = next_frontier
-        return _describe(target, found, via, depth >= limits.max_depth, graph)
+        limited = depth >= limits.max_depth
+        return [
+            _describe(t, *_resolve(n, found, joins, via), limited, graph)
+            for n, t in enumerate(targets)
+        ]
     finally:
         # Nothing the search touched may outlive it.
         via.clear()
         nodes.clear()
-        frontier.clear()
-        found = None
+        origin.clear()
+        found.clear()
+        joins.clear()
+        frontier = []
         del here
         if own_index:
             index.close()
+
+
+def _resolve(
+    n: int,
+    found: Mapping[int, _Found],
+    joins: Mapping[int, tuple[int, int, object]],
+    via: Mapping[int, object],
+) -> tuple[_Found | None, Mapping[int, object]]:
+    """The root of target ``n`` and the steps toward it, following joins into other walks."""
+    steps = dict(via)
+    seen: set[int] = set()
+    while n not in found and n in joins and n not in seen:
+        seen.add(n)
+        m, node, held = joins[n]
+        steps[node] = held  # at the join, turn towards this target's own walk
+        n = m
+    return found.get(n), steps
+
+
+def _all_held(holder: object, frontier_ids: set[int], nodes: Mapping[int, object]) -> list[object]:
+    try:
+        return [nodes[id(ref)] for ref in gc.get_referents(holder) if id(ref) in frontier_ids]
+    except Exception:
+        return []
 
 
 def _held_from(
@@ -369,19 +452,20 @@ def _held_from(
     return None
 
 
-def _root_in(
+def _roots_in(
     frontier: list[object], extra_roots: Mapping[int, RootInfo], index: _FrameIndex
-) -> _Found | None:
+) -> list[_Found]:
+    hits: list[_Found] = []
     for obj in frontier:
         info = extra_roots.get(id(obj))
         if info is not None:
-            return _Found(obj, info, None, None)
-    for obj in frontier:
+            hits.append(_Found(obj, info, None, None))
+            continue
         hit = index.by_id.get(id(obj))
         if hit is not None:
-            frame, name, info = hit
-            return _Found(obj, info, frame, name)
-    return None
+            frame, name, frame_info = hit
+            hits.append(_Found(obj, frame_info, frame, name))
+    return hits
 
 
 def _describe(
