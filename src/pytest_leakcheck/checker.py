@@ -172,6 +172,7 @@ class LeakCheck:
         self._sites: SiteRecorder | None = None
         self._rss_before: int | None = None
         self._skip_now: frozenset[str] = frozenset()
+        self._running_now = False
         self.findings: Findings | None = None
 
     def start(self) -> None:
@@ -287,6 +288,7 @@ class LeakCheck:
                     # Repeated passive suspects are not walked again, unless the test left
                     # something running that could be what holds them this time.
                     self._skip_now = self.options.skip_tracing if not running else frozenset()
+                    self._running_now = bool(running)
                     groups = self._explain(survivors, series)
                 groups = self._drop_garbage(groups, survivors)
                 started.clear()  # what is still running stays in ``running`` alone
@@ -524,9 +526,10 @@ class LeakCheck:
         walked: dict[type, list[Retention]] = {}
         try:
             for n, ret in enumerate(rets):
-                if ret.kind == roots.FIXTURE:
+                if ret.kind == roots.FIXTURE and self._running_now:
                     # Held by a wider fixture (or pytest) here; but is it held by anything else,
-                    # a timer say? Look again with those holders out of the way.
+                    # a timer say? Look again with those holders out of the way (only when the
+                    # test left something running: otherwise there is no timer to find).
                     owned = {key for key, info in extra.items() if info.kind == roots.FIXTURE}
                     other = find_path(
                         targets[n],
