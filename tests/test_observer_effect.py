@@ -185,3 +185,18 @@ def test_a_gc_function_kept_from_an_old_window_still_behaves_like_gc() -> None:
     assert check.findings.mode.startswith("full-heap")
     assert len(check.findings.leaks) == 1
     assert {name: getattr(gc, name) for name in ORIGINAL_GC} == ORIGINAL_GC
+
+
+def test_gc_get_referrers_in_a_running_coroutine_sees_what_it_sees_without_the_check() -> None:
+    # CPython saves a caller's stack when it calls a Python function, and then a running
+    # coroutine shows up as a referrer of its own locals: the wrappers must be C-level calls.
+    import asyncio
+
+    async def probe() -> list[str]:
+        exc = Exception()
+        return [type(r).__name__ for r in gc.get_referrers(exc)]
+
+    bare = asyncio.run(probe())
+    with check_leaks(Node):
+        checked = asyncio.run(probe())
+    assert checked == bare

@@ -174,14 +174,19 @@ def signal_roots() -> dict[int, RootInfo]:
 _recording: AtexitRecorder | None = None
 
 
-def _register_wrapper(real: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(real)
-    def register(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        recorder = _recording
-        if recorder is not None:
-            recorder.note(func)
-        return real(func, *args, **kwargs)
+def _note_then_register(real: Callable[..., Any], func: Any, *args: Any, **kwargs: Any) -> Any:
+    recorder = _recording
+    if recorder is not None:
+        recorder.note(func)
+    return real(func, *args, **kwargs)
 
+
+def _register_wrapper(real: Callable[..., Any]) -> Callable[..., Any]:
+    # A partial, a C-level callable, for the reason given in snapshot._wrap.
+    register = functools.partial(_note_then_register, real)
+    for name in ("__name__", "__qualname__", "__doc__", "__module__"):
+        setattr(register, name, getattr(real, name, None))
+    register.__wrapped__ = real  # type: ignore[attr-defined]
     register.__leakcheck_wrapper__ = True  # type: ignore[attr-defined]
     return register
 
