@@ -12,7 +12,6 @@ import asyncio
 import atexit
 import contextlib
 import fnmatch
-import functools
 import gc
 import importlib
 import logging
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import describe
+from .wrappers import transparent
 
 TIMER = "threading.Timer"
 THREAD = "threading.Thread"
@@ -182,13 +182,7 @@ def _note_then_register(real: Callable[..., Any], func: Any, *args: Any, **kwarg
 
 
 def _register_wrapper(real: Callable[..., Any]) -> Callable[..., Any]:
-    # A partial, a C-level callable, for the reason given in snapshot._wrap.
-    register = functools.partial(_note_then_register, real)
-    for name in ("__name__", "__qualname__", "__doc__", "__module__"):
-        setattr(register, name, getattr(real, name, None))
-    register.__wrapped__ = real  # type: ignore[attr-defined]
-    register.__leakcheck_wrapper__ = True  # type: ignore[attr-defined]
-    return register
+    return transparent(_note_then_register, real)
 
 
 _REAL_REGISTER: Callable[..., Any] = atexit.register

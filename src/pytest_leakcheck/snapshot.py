@@ -22,7 +22,6 @@ price it would pay for that call anyway; every other test keeps the cheap path.
 
 from __future__ import annotations
 
-import functools
 import gc
 import sysconfig
 import threading
@@ -33,6 +32,7 @@ from typing import Any, Protocol
 
 from . import roots
 from .watch import WatchFilter, qualified_name
+from .wrappers import transparent
 
 # Saved at import so that the checker itself never goes through its own wrappers.
 _real_collect = gc.collect
@@ -60,19 +60,8 @@ def _degrade_then(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _wrap(real: Callable[..., Any]) -> Callable[..., Any]:
-    """A gc function that first degrades the frozen window, if one is open, then runs.
-
-    A ``functools.partial``, not a Python function: calling a Python function makes CPython
-    save the caller's stack, after which ``gc.get_referrers`` sees a running coroutine as a
-    referrer of its own locals (anyio's refcycle tests noticed). A C-level callable changes
-    nothing the caller can see.
-    """
-    wrapper = functools.partial(_degrade_then, real)
-    for name in ("__name__", "__qualname__", "__doc__", "__module__"):
-        setattr(wrapper, name, getattr(real, name, None))
-    wrapper.__wrapped__ = real  # type: ignore[attr-defined]
-    wrapper.__leakcheck_wrapper__ = True  # type: ignore[attr-defined]
-    return wrapper
+    """A gc function that first degrades the frozen window, if one is open, then runs."""
+    return transparent(_degrade_then, real)
 
 
 _SHARED_WRAPPERS = {name: _wrap(getattr(gc, name)) for name in _INTERCEPTED}
