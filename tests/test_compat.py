@@ -92,3 +92,14 @@ def test_with_pytest_asyncio_a_function_scoped_loop_is_clean(pytester: pytest.Py
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_with_pytest_html_the_report_shows_the_leak_and_links_its_graph(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("pytest_html")
+    result = run(pytester, "--html=report.html", "--leakcheck-graphs=graphs")
+    result.assert_outcomes(passed=2, errors=1)
+    html = (pytester.path / "report.html").read_text()
+    assert "leakcheck: leaked 1 object of User, held by threading.Timer" in html
+    assert "leak graph" in html and "graphs/" in html

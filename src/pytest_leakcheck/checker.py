@@ -763,6 +763,9 @@ def _winding_down() -> list[threading.Thread]:
     ]
 
 
+WINDING_DOWN_SECONDS = 2.0
+
+
 def _thread_idents() -> frozenset[int]:
     """Every thread that still has an interpreter state.
 
@@ -795,7 +798,9 @@ def _settle(
         if now == threads and not (now - threads_before):
             break  # nothing the test started is running, and nothing changed: nothing will
         remaining = max(0.0, budget - (time.monotonic() - began))
-        joined = _join_winding_down(remaining)
+        # A cancelled or fired Timer is certain to exit; on a loaded machine that can take longer
+        # than the budget, and giving up early would report a fixed test as leaking.
+        joined = _join_winding_down(max(remaining, WINDING_DOWN_SECONDS))
         time.sleep(min(pause, remaining))
         pause *= 2
         count = len(alive)

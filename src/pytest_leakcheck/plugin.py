@@ -337,6 +337,7 @@ class LeakcheckSession:
         baseline.apply(data, self.known)
         if self.graphs_dir is not None:
             self._write_graphs(item.nodeid, findings, data)
+            _add_html_links(rep, [g["graph"] for g in data["leaks"] if g.get("graph")])
         self.explained.update(g.type for g in findings.suspects if g.retentions[0].path)
         rep.leakcheck = data  # type: ignore[attr-defined]
         if data["verdict"] is None:
@@ -482,6 +483,19 @@ class CycleRunner:
 def leakcheck(request: pytest.FixtureRequest) -> CycleRunner:
     """Repeat part of a test in cycles and fail it when something grows in every cycle."""
     return CycleRunner(request)
+
+
+def _add_html_links(rep: pytest.TestReport, paths: list[str]) -> None:
+    """Link each leak's graph from pytest-html's report, when pytest-html is installed."""
+    if not paths:
+        return
+    try:
+        from pytest_html import extras
+    except ImportError:
+        return
+    links = list(getattr(rep, "extras", []))
+    links.extend(extras.url(path, name=f"leak graph {os.path.basename(path)}") for path in paths)
+    rep.extras = links  # type: ignore[attr-defined]
 
 
 def _fixture_roots(item: pytest.Item) -> dict[int, RootInfo]:
