@@ -640,7 +640,7 @@ def compare(report: SuiteReport) -> None:
     others = [r for r in report.runs if r.config not in ("plain", "leakcheck")]
     entries = {e["nodeid"]: e for r in checked for e in leak_entries(r)}
     for nodeid in sorted(ever_checked - ever_plain):
-        outcome = next(r.outcomes[nodeid] for r in checked if nodeid in r.outcomes)
+        outcome = next(r.outcomes[nodeid] for r in checked if nodeid in failing(r))
         report.plugin_only_failures.append(
             {
                 "nodeid": nodeid,

@@ -366,7 +366,9 @@ class LeakcheckSession:
         """A bug in the plugin becomes a warning; the test's own outcome stands."""
         try:
             action()
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit, pytest.exit.Exception):
+            raise
+        except BaseException as exc:  # pytest-timeout's pytest.fail() can fire mid-check
             check = item.stash.get(CHECK_KEY, None)
             if check is not None:
                 del item.stash[CHECK_KEY]
