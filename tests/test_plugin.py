@@ -284,3 +284,36 @@ def test_xdist_workers_send_their_verdicts_to_one_summary_and_one_json(
 
     assert verdicts(dist) == verdicts(serial_doc)
     assert len(list(pytester.path.glob("*.json"))) == 2
+
+
+def test_a_test_failure_raised_inside_the_check_does_not_end_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    # What pytest-timeout's alarm does when it fires while the check runs: pytest.fail(), a
+    # BaseException. The session must go on to the next test.
+    pytester.makeconftest(
+        """
+        import pytest
+        import pytest_leakcheck.checker as checker
+
+        def timed_out(self):
+            pytest.fail("Timeout (>1.0s) from pytest-timeout.")
+
+        checker.LeakCheck.finish = timed_out
+        """
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.leakcheck
+        def test_first():
+            pass
+
+        def test_second():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-W", "default")
+    result.assert_outcomes(passed=2, warnings=1)
+    assert "INTERNALERROR" not in result.stdout.str()
