@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_leakcheck import check_leaks
-from pytest_leakcheck.snapshot import FrozenWindow, open_window
+from pytest_leakcheck.snapshot import MAX_THAWS, FrozenWindow, open_window
 from pytest_leakcheck.watch import WatchFilter
 
 ORIGINAL_GC = {name: getattr(gc, name) for name in dir(gc) if not name.startswith("_")}
@@ -151,14 +151,65 @@ def test_a_test_that_monkeypatches_gc_collect_keeps_its_patch(
 
 
 def test_leaks_are_found_after_the_test_pokes_the_collector() -> None:
-    with check_leaks(Node) as degraded:
+    with check_leaks(Node) as thawed:
         HOLDER.append(Node())
+        garbage = Node()
+        del garbage  # a cycle: the test's own gc.collect() frees it, and it is not reported
         gc.collect()
         HOLDER.append(Node())
     HOLDER.clear()
-    assert degraded.findings is not None
-    assert degraded.findings.mode.startswith("full-heap")
-    assert [g.count for g in degraded.findings.leaks] == [2]
+    assert thawed.findings is not None
+    assert thawed.findings.mode == "frozen (thawed around 1 gc call(s) of the test)"
+    assert [g.count for g in thawed.findings.leaks] == [2]
+
+
+def test_what_became_garbage_after_a_thaw_is_not_reported() -> None:
+    with check_leaks(Node) as thawed:
+        made_before = Node()
+        gc.collect()
+        del made_before  # frozen by the thaw, garbage now: the close collects the whole heap
+    assert thawed.findings is not None and thawed.findings.mode.startswith("frozen (thawed")
+    assert thawed.findings.groups == ()
+
+
+def test_a_test_calling_gc_in_a_loop_degrades_to_a_full_heap_window() -> None:
+    with check_leaks(Node) as check:
+        HOLDER.append(Node())
+        counts = [gc.get_count() for _ in range(MAX_THAWS + 2)]
+        HOLDER.append(Node())
+    HOLDER.clear()
+    assert len(counts) == MAX_THAWS + 2
+    assert check.findings is not None
+    assert check.findings.mode.startswith("full-heap")
+    assert [g.count for g in check.findings.leaks] == [2]
+
+
+def test_gc_freeze_in_the_block_degrades_after_a_thaw_and_keeps_every_survivor() -> None:
+    with check_leaks(Node) as check:
+        HOLDER.append(Node())
+        gc.collect()
+        HOLDER.append(Node())
+        gc.freeze()
+        gc.unfreeze()
+        HOLDER.append(Node())
+    HOLDER.clear()
+    assert check.findings is not None
+    assert check.findings.mode.startswith("full-heap")
+    assert [g.count for g in check.findings.leaks] == [3]
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_gc_call_from_another_thread_during_the_block_is_answered_on_the_whole_heap() -> None:
+    before = Node()
+    seen: list[bool] = []
+    with check_leaks(Node) as check:
+        worker = threading.Thread(
+            target=lambda: seen.append(any(o is before for o in gc.get_objects()))
+        )
+        worker.start()
+        worker.join()
+    assert seen == [True]
+    assert check.findings is not None and check.findings.groups == ()
 
 
 def test_no_weakrefs_threads_or_frozen_objects_are_left_behind() -> None:
@@ -178,11 +229,11 @@ def test_a_gc_function_kept_from_an_old_window_still_behaves_like_gc() -> None:
         kept = gc.get_count  # the wrapper, as code that did "from gc import get_count" holds it
     assert kept() == ORIGINAL_GC["get_count"]()
     with check_leaks(Node) as check:
-        kept()  # a gc call inside a window: the window degrades, the answer is gc's
+        kept()  # a gc call inside a window: the window thaws around it, the answer is gc's
         HOLDER.append(Node())
     HOLDER.clear()
     assert check.findings is not None
-    assert check.findings.mode.startswith("full-heap")
+    assert check.findings.mode.startswith("frozen (thawed")
     assert len(check.findings.leaks) == 1
     assert {name: getattr(gc, name) for name in ORIGINAL_GC} == ORIGINAL_GC
 

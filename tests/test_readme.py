@@ -76,7 +76,7 @@ def test_the_ci_recipes_work_as_the_readme_says(project: Path) -> None:
     # closed inside its window: the README's known limit. The other verdicts must match.)
     serial = {n for n in re.findall(r"^LEAKED (\S+)", report.stdout, re.M) if "quotes" not in n}
     spread = {n for n in re.findall(r"^LEAKED (\S+)", xdist.stdout, re.M) if "quotes" not in n}
-    assert spread == serial and len(serial) == 2
+    assert spread == serial and len(serial) == 2, report.stdout + xdist.stdout
     # Adopting records today's leaks (and still reports them); the gate then passes.
     assert adopt.returncode == 1
     assert json.loads((project / "leaks-baseline.json").read_text())["known"]

@@ -79,6 +79,9 @@ class Findings:
     mode: str = ""
     settle_seconds: float = 0.0
     check_seconds: float = 0.0
+    # Spent walking and sizing survivors of a block that left nothing running (the cost that
+    # the plugin's budget for explaining suspects counts).
+    passive_seconds: float = 0.0
     heap: Heap | None = None
     cycles: Series | None = None
     pending: tuple[Pending, ...] = ()  # what the block started and left running
@@ -121,6 +124,13 @@ def judge(kind: str, *, strict: bool, named: bool) -> Verdict | None:
     return "suspect"
 
 
+NOT_WALKED_REPEAT = "not walked: this type was explained earlier in the session"
+NOT_WALKED_BUDGET = (
+    "not walked: the session's time budget for explaining suspects is spent "
+    "(--leakcheck-explain-budget; --leakcheck-strict or a marker walks every one)"
+)
+
+
 @dataclass
 class Options:
     strict: bool = True
@@ -135,8 +145,11 @@ class Options:
     graphs: bool = False  # draw each traced path with objgraph (a full collection per path)
     stop_pending: bool = True  # cancel what the block left pending, and say what that freed
     # Types whose survivors are counted, not walked, when the check is lenient and the block
-    # left nothing running: the plugin fills it with types it already explained several times.
+    # left nothing running: the plugin fills it with types it already explained in the session.
     skip_tracing: frozenset[str] = frozenset()
+    # False when the plugin's time budget for explaining lenient suspects is spent: then no
+    # passive suspect is walked or sized (a block that left something running still is).
+    explain_suspects: bool = True
 
 
 class RepeatError(RuntimeError):
@@ -172,6 +185,7 @@ class LeakCheck:
         self._sites: SiteRecorder | None = None
         self._rss_before: int | None = None
         self._skip_now: frozenset[str] = frozenset()
+        self._skip_all_now = False
         self._running_now = False
         self.findings: Findings | None = None
 
@@ -258,6 +272,8 @@ class LeakCheck:
         mode = window.mode
         if isinstance(window, snapshot.FrozenWindow) and window.degraded:
             mode = "full-heap (degraded: the test called the gc module)"
+        elif isinstance(window, snapshot.FrozenWindow) and window.thaws:
+            mode = f"frozen (thawed around {window.thaws} gc call(s) of the test)"
         try:
             ids = window.close()
         finally:
@@ -276,7 +292,7 @@ class LeakCheck:
         groups: tuple[LeakGroup, ...] = ()
         pending: list[Pending] = self._process_changes()
         proof: list[str] = []
-        waited = 0.0
+        waited = passive = 0.0
         if ids or root_ids:
             alive, waited = _settle(found, self.options.settle, self._threads_before)
             survivors = [o for o in alive if id(o) in ids]
@@ -288,8 +304,12 @@ class LeakCheck:
                     # Repeated passive suspects are not walked again, unless the test left
                     # something running that could be what holds them this time.
                     self._skip_now = self.options.skip_tracing if not running else frozenset()
+                    self._skip_all_now = not running and not self.options.explain_suspects
                     self._running_now = bool(running)
+                    explaining = time.perf_counter()
                     groups = self._explain(survivors, series)
+                    if not running:
+                        passive = time.perf_counter() - explaining
                 groups = self._drop_garbage(groups, survivors)
                 started.clear()  # what is still running stays in ``running`` alone
                 pending.extend(p for p, _ in running)
@@ -307,6 +327,7 @@ class LeakCheck:
             mode=mode,
             settle_seconds=waited,
             check_seconds=time.perf_counter() - began,
+            passive_seconds=passive,
             heap=heap,
             cycles=series,
             pending=tuple(pending),
@@ -427,6 +448,9 @@ class LeakCheck:
             if not remaining:
                 break
             running = self._rearmed(callbacks, loops)
+            if not running and _await_chain_threads(callbacks, self._threads_before):
+                # A timer of the chain was firing: its callback may have armed the next one.
+                running = self._rearmed(callbacks, loops)
             if not running:
                 break
         loops.clear()
@@ -472,9 +496,9 @@ class LeakCheck:
             growing = series.growing_types()
             for tp in [tp for tp in by_type if qualified_name(tp) not in growing]:
                 del by_type[tp]
-        if not self.options.strict and all(qualified_name(tp) in self._skip_now for tp in by_type):
+        if all(map(self._skipped, by_type)):
             # Nothing to walk: no roots to gather, no frames to index.
-            counted = [_untraced_group(tp, len(objs)) for tp, objs in by_type.items()]
+            counted = [self._untraced_group(tp, len(objs)) for tp, objs in by_type.items()]
             by_type.clear()
             return tuple(counted)
         extra: dict[int, RootInfo] = {**roots.signal_roots(), **self._atexit.roots()}
@@ -501,7 +525,24 @@ class LeakCheck:
         return tuple(groups)
 
     def _skipped(self, tp: type) -> bool:
-        return not self.options.strict and qualified_name(tp) in self._skip_now
+        """A survivor type that is only counted: it could only be a suspect, never a leak, and
+        it was explained before or the time for explaining suspects is spent."""
+        if self.options.strict or self.watch.is_named(tp):
+            return False
+        return self._skip_all_now or qualified_name(tp) in self._skip_now
+
+    def _untraced_group(self, tp: type, count: int) -> LeakGroup:
+        """A suspect counted, not walked: walking costs heap passes, and a large suite whose
+        every test leaves the same cached object would pay them thousands of times."""
+        why = NOT_WALKED_REPEAT if qualified_name(tp) in self._skip_now else NOT_WALKED_BUDGET
+        return LeakGroup(
+            type=qualified_name(tp),
+            count=count,
+            kind=roots.UNKNOWN,
+            verdict="suspect",
+            retentions=(Retention(kind=roots.UNKNOWN, root=why, path=()),),
+            untraced=count,
+        )
 
     def _walk(
         self,
@@ -556,7 +597,7 @@ class LeakCheck:
         traced: dict[str, list[Retention]] = {}
         limit = self.options.max_traced_per_type
         if self._skipped(tp):
-            yield _untraced_group(tp, len(objs))
+            yield self._untraced_group(tp, len(objs))
             return
         created = next((site for o in objs if (site := self._site(o)) is not None), None)
         for ret in rets:
@@ -661,6 +702,39 @@ def _callback_function(obj: object) -> object:
     return getattr(func, "__func__", func)
 
 
+def _await_chain_threads(
+    callbacks: set[object], before: frozenset[int], timeout: float = 2.0
+) -> bool:
+    """Wait for the timer threads of a stopped chain that are still alive to end.
+
+    A cancelled timer that was already firing runs its callback to the end, and a repeating
+    timer's callback arms the next timer; looked for too early, that one escapes, and ticks on
+    into the next test, which is then blamed for it. Returns whether there was one to wait for.
+    """
+    deadline = time.monotonic() + timeout
+    waited = False
+    for thread in threading.enumerate():
+        # Cancelled (or done) but alive: still inside its callback. A timer still waiting to
+        # fire is not waited for: the caller stops it.
+        if (
+            isinstance(thread, threading.Timer)
+            and thread.finished.is_set()
+            and thread.ident not in before
+            and thread is not threading.current_thread()
+            and _in(callbacks, _callback_function(thread))
+        ):
+            waited = True
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return waited
+
+
+def _in(items: set[object], item: object) -> bool:
+    try:
+        return item in items
+    except TypeError:  # an unhashable callable
+        return False
+
+
 def _note_chain(obj: object, callbacks: set[object], loops: list[object]) -> None:
     func = _callback_function(obj)
     if func is not None:
@@ -695,28 +769,6 @@ def _merge_result(
     if not freed:
         return f"{text}{times} freed nothing that leaked"
     return f"confirmed: {text}{times} freed {_freed_text(freed, sizes)}"
-
-
-def _untraced_group(tp: type, count: int) -> LeakGroup:
-    """A suspect of a type already explained often in this session: counted, not walked.
-
-    Walking costs heap passes; a large suite whose every test leaves the same cached object
-    would pay them thousands of times for the same answer.
-    """
-    return LeakGroup(
-        type=qualified_name(tp),
-        count=count,
-        kind=roots.UNKNOWN,
-        verdict="suspect",
-        retentions=(
-            Retention(
-                kind=roots.UNKNOWN,
-                root="not walked: this type was explained several times earlier in the session",
-                path=(),
-            ),
-        ),
-        untraced=count,
-    )
 
 
 def _freed_text(freed: Counter[str], sizes: Mapping[str, tuple[int, int | None]]) -> str:

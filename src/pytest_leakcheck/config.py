@@ -57,6 +57,12 @@ GRAPHS_HELP = (
     "write each leak's retention path as a Graphviz graph (DOT, drawn by objgraph; SVG too when "
     "Graphviz's dot is installed) into this directory (ini: leakcheck_graphs)"
 )
+EXPLAIN_BUDGET_HELP = (
+    "under --leakcheck, the share of the session's time (percent, default 5) that walking and "
+    "sizing suspects may take; past it, suspects are counted, not explained (leaks always are) "
+    "(ini: leakcheck_explain_budget)"
+)
+DEFAULT_EXPLAIN_BUDGET = 5.0
 UPDATE_BASELINE_HELP = "write every leak of this run to the --leakcheck-baseline file"
 
 MARKER_KWARGS = ("enabled", "strict", "max_growth", "runs", "warmup", "trace", "ignore_threads")
@@ -97,6 +103,21 @@ def parse_names(value: object, *, name: str, source: str) -> tuple[str, ...]:
         f"{value!r} is not a valid value for {name} ({source}): give a thread name glob or a "
         f"list of them, e.g. {name}=['pool-*', 'watcher']."
     )
+
+
+def parse_percent(value: object, *, name: str, source: str) -> float:
+    """A share of time in percent, 0 to 100: ``5``, ``"5"``, ``"2.5%"``."""
+    text = value.strip().removesuffix("%").strip() if isinstance(value, str) else value
+    try:
+        number = float(text) if isinstance(text, (str, int, float)) else None
+    except ValueError:
+        number = None
+    if isinstance(value, bool) or number is None or not 0 <= number <= 100:
+        raise ConfigError(
+            f"{value!r} is not a valid value for {name} ({source}): use a percentage from 0 "
+            f"(never explain suspects) to 100 (explain each suspect type once), e.g. 5."
+        )
+    return number
 
 
 def parse_count(value: object, *, name: str, source: str, minimum: int) -> int:
@@ -211,6 +232,7 @@ class Settings:
     trace: bool = False
     keep_timers: bool = False
     ignore_threads: tuple[str, ...] = ()
+    explain_budget: float = DEFAULT_EXPLAIN_BUDGET  # percent of the session's time
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import builtins
 import inspect
 import os
 import threading
+import time
 import traceback
 import warnings
 from collections import Counter
@@ -17,7 +18,7 @@ import pytest
 
 from . import baseline, graphs, report, roots
 from . import config as cfg
-from .checker import Findings, LeakCheck, Options, RepeatError
+from .checker import NOT_WALKED_BUDGET, Findings, LeakCheck, Options, RepeatError
 from .roots import RootInfo
 from .watch import WatchFilter
 
@@ -56,6 +57,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=cfg.UPDATE_BASELINE_HELP,
     )
     group.addoption(
+        "--leakcheck-explain-budget",
+        default=None,
+        metavar="PERCENT",
+        help=cfg.EXPLAIN_BUDGET_HELP,
+    )
+    group.addoption(
         "--leakcheck-keep-timers", action="store_true", default=None, help=cfg.KEEP_TIMERS_HELP
     )
     parser.addini("leakcheck", cfg.ENABLE_HELP, default="false")
@@ -69,6 +76,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("leakcheck_baseline", cfg.BASELINE_HELP, default="")
     parser.addini("leakcheck_graphs", cfg.GRAPHS_HELP, default="")
     parser.addini("leakcheck_keep_timers", cfg.KEEP_TIMERS_HELP, default="false")
+    parser.addini(
+        "leakcheck_explain_budget", cfg.EXPLAIN_BUDGET_HELP, default=str(cfg.DEFAULT_EXPLAIN_BUDGET)
+    )
     parser.addini("leakcheck_ignore_threads", cfg.IGNORE_THREADS_HELP, type="args", default=[])
 
 
@@ -85,6 +95,20 @@ def _flag_or_ini(config: pytest.Config, option: str, ini: str) -> bool:
         return cfg.parse_bool(raw, name=ini, source=f"ini file {config.inipath or '?'}")
     except cfg.ConfigError as exc:
         raise _usage(f"{exc} Fix the '{ini} =' line in {config.inipath}.") from None
+
+
+def _explain_budget(config: pytest.Config) -> float:
+    raw = config.getoption("leakcheck_explain_budget")
+    if raw is not None:
+        source, fix = "command line", "Fix --leakcheck-explain-budget."
+    else:
+        raw = config.getini("leakcheck_explain_budget")
+        source = f"ini file {config.inipath or '?'}"
+        fix = f"Fix the 'leakcheck_explain_budget =' line in {config.inipath}."
+    try:
+        return cfg.parse_percent(raw, name="leakcheck_explain_budget", source=source)
+    except cfg.ConfigError as exc:
+        raise _usage(f"{exc} {fix}") from None
 
 
 def _resolve_settings(config: pytest.Config) -> cfg.Settings:
@@ -116,6 +140,7 @@ def _resolve_settings(config: pytest.Config) -> cfg.Settings:
     except cfg.ConfigError as exc:
         raise _usage(f"{exc} Fix the line in {config.inipath}.") from None
     return cfg.Settings(
+        explain_budget=_explain_budget(config),
         check_all=_flag_or_ini(config, "leakcheck", "leakcheck"),
         strict=_flag_or_ini(config, "leakcheck_strict", "leakcheck_strict"),
         json_path=str(json_path) if json_path else None,
@@ -149,6 +174,9 @@ class LeakcheckSession:
         self.heaps: list[dict[str, Any]] = []
         self.fixture_threads: set[int] = set()
         self.explained: Counter[str] = Counter()  # suspects walked, by type
+        # The budget for explaining suspects is a share of the time since the session began.
+        self.began = time.perf_counter()
+        self.passive_seconds = 0.0
         self.known = self._read_baseline()
         graphs_dir = config.getoption("leakcheck_graphs") or config.getini("leakcheck_graphs")
         self.graphs_dir = (
@@ -242,11 +270,16 @@ class LeakcheckSession:
                 skip_tracing=frozenset(
                     name for name, n in self.explained.items() if n >= EXPLAIN_EACH_TYPE
                 ),
+                explain_suspects=self._within_budget(),
             ),
             extra_roots=lambda: _fixture_roots(item),
         )
         check.start()
         item.stash[CHECK_KEY] = check
+
+    def _within_budget(self) -> bool:
+        share = self.settings.explain_budget / 100
+        return self.passive_seconds <= share * (time.perf_counter() - self.began)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
@@ -339,6 +372,8 @@ class LeakcheckSession:
             self._write_graphs(item.nodeid, findings, data)
             _add_html_links(rep, [g["graph"] for g in data["leaks"] if g.get("graph")])
         self.explained.update(g.type for g in findings.suspects if g.retentions[0].path)
+        if not check.options.strict:
+            self.passive_seconds += findings.passive_seconds
         rep.leakcheck = data  # type: ignore[attr-defined]
         if data["verdict"] is None:
             return
@@ -420,6 +455,19 @@ class LeakcheckSession:
             terminalreporter.write_line(line)
         if known:
             terminalreporter.write_line(f"{known} test(s) with only known leaks (in the baseline)")
+        # From the reports, not a counter of this process: under xdist the workers checked.
+        unexplained = sum(
+            1
+            for e in self.entries
+            for g in e["leaks"]
+            if g.get("root_description") == NOT_WALKED_BUDGET
+        )
+        if unexplained:
+            terminalreporter.write_line(
+                f"{unexplained} suspect group(s) counted without a path: explaining "
+                f"suspects had used its {self.settings.explain_budget:g}% of the session's time "
+                f"(raise it with --leakcheck-explain-budget)"
+            )
         terminalreporter.write_line(
             f"{leaks} leaking, {suspects} suspect test(s); suspects do not fail the run "
             f"(use --leakcheck-strict to make them fail)"

@@ -14,10 +14,16 @@ Two ways to tell new objects from old ones:
 
 Freezing must stay invisible to the code under test. While a window is frozen, the ``gc`` functions
 whose answers depend on the frozen set (``collect``, ``get_objects``, ``get_referrers``, ``freeze``,
-``unfreeze``, ``get_freeze_count``, ``get_count``) are replaced by wrappers that first *degrade* the
-window: they note which watched objects are old, unfreeze, put the real functions back and then run
-the call as the test expected. A test that pokes the collector pays one walk over the heap, the
-price it would pay for that call anyway; every other test keeps the cheap path.
+``unfreeze``, ``get_freeze_count``, ``get_count``) are replaced by wrappers:
+
+* ``collect``, ``get_objects``, ``get_referrers`` and ``get_count`` *thaw* the window around the
+  call: they note the ids of the watched objects made so far (a walk over the young objects only),
+  unfreeze, run the call as the test expected, and freeze again. An id noted then can only belong,
+  later, to that object or to one made after it: both are the block's. At the end, a window that
+  was thawed looks those ids up in one pass over the heap, without classifying it.
+* ``freeze``, ``unfreeze`` and ``get_freeze_count`` (the test manages the frozen set itself), or a
+  fourth thaw, *degrade* the window for good: it notes which watched objects are old, unfreezes,
+  puts the real functions back and becomes a whole-heap comparison.
 """
 
 from __future__ import annotations
@@ -52,6 +58,14 @@ _INTERCEPTED = (
 )
 
 
+# The calls after which the frozen set can be restored as it was; the others manage it.
+_THAWABLE = frozenset({"collect", "get_objects", "get_referrers", "get_count"})
+
+# Thawing costs a walk over the young objects; a test that calls gc in a loop would pay it each
+# time, so after this many thaws the window degrades instead.
+MAX_THAWS = 3
+
+
 def _degrade_then(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     window = _current
     if window is not None:
@@ -59,12 +73,19 @@ def _degrade_then(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return real(*args, **kwargs)
 
 
-def _wrap(real: Callable[..., Any]) -> Callable[..., Any]:
-    """A gc function that first degrades the frozen window, if one is open, then runs."""
-    return transparent(_degrade_then, real)
+def _thaw_then(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    window = _current
+    if window is None:
+        return real(*args, **kwargs)
+    return window.thawed_call(real, args, kwargs)
 
 
-_SHARED_WRAPPERS = {name: _wrap(getattr(gc, name)) for name in _INTERCEPTED}
+def _wrap(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+    """A gc function that thaws or degrades the frozen window, if one is open, then runs."""
+    return transparent(_thaw_then if name in _THAWABLE else _degrade_then, real)
+
+
+_SHARED_WRAPPERS = {name: _wrap(name, getattr(gc, name)) for name in _INTERCEPTED}
 _current: FrozenWindow | None = None
 
 # Only one frozen window may exist at a time in a process: a nested one (a pytester run inside a
@@ -183,6 +204,11 @@ class FrozenWindow:
         self._lock = threading.RLock()
         self._degraded: FullHeapWindow | None = None
         self._saved: dict[str, Callable[..., Any]] = {}
+        # Ids of watched objects and roots made before a thaw, which then froze them again.
+        self._thawed_ids: set[int] = set()
+        self._young_at_thaw = 0
+        self.thaws = 0
+        self._thaw_depth = 0
         _real_freeze()
         _frozen_active = True
         # Not gc.get_freeze_count(): it walks the frozen list, a walk over the whole heap.
@@ -210,7 +236,7 @@ class FrozenWindow:
             shared = _SHARED_WRAPPERS[name]
             # The wrappers are made once: making eight per test cost more than the check itself.
             # Only a gc function that someone else replaced needs a wrapper of its own.
-            wrapper = shared if real is getattr(shared, "__wrapped__", None) else _wrap(real)
+            wrapper = shared if real is getattr(shared, "__wrapped__", None) else _wrap(name, real)
             setattr(gc, name, wrapper)
 
     def _uninstall(self) -> None:
@@ -225,22 +251,67 @@ class FrozenWindow:
                 setattr(gc, name, real)
         self._saved.clear()
 
+    def thawed_call(
+        self, real: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run a gc call on the whole heap, as the test expects, and freeze again after it.
+
+        No lock is held during the call: a finalizer that the collection runs may call gc again
+        (it runs unfrozen, in the same thaw) or wait for a thread that does.
+        """
+        with self._lock:
+            if not self._frozen:
+                thawing = False
+            elif self._thaw_depth == 0 and self.thaws >= MAX_THAWS:
+                self.degrade()
+                thawing = False
+            else:
+                thawing = True
+                if self._thaw_depth == 0:
+                    self._note_young()
+                    _real_unfreeze()
+                self._thaw_depth += 1
+        if not thawing:
+            return real(*args, **kwargs)
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with self._lock:
+                self._thaw_depth -= 1
+                if self._thaw_depth == 0 and self._frozen:
+                    _real_freeze()
+
+    def _note_young(self) -> None:
+        young = _real_get_objects()
+        watched, rooted = classify(young, self._watch)
+        self._young_at_thaw += len(young)
+        del young
+        self._thawed_ids |= watched | rooted
+        self.thaws += 1
+
     def degrade(self) -> None:
         """Turn this window into a full-heap one, from now on, with the same notion of "before"."""
         global _frozen_active
         with self._lock:
             if not self._frozen:
                 return
-            young = _real_get_objects()
-            new_watched, new_roots = classify(young, self._watch)
-            young_count = len(young)
-            del young
+            if self._thaw_depth == 0:
+                young = _real_get_objects()
+                new_watched, new_roots = classify(young, self._watch)
+                young_count = len(young) + self._young_at_thaw
+                del young
+            else:
+                # Inside a thaw (another thread's gc call) the heap is unfrozen already, and
+                # what is new is what the thaw noted.
+                new_watched, new_roots, young_count = set(), set(), self._young_at_thaw
             self._uninstall()
-            _real_unfreeze()
+            if self._thaw_depth == 0:
+                _real_unfreeze()
             _frozen_active = self._frozen = False
             everything = _real_get_objects()
             old_watched, old_roots = classify(everything, self._watch)
-            old = (old_watched - new_watched) | (old_roots - new_roots)
+            new = new_watched | new_roots | self._thawed_ids
+            old = (old_watched | old_roots) - new
             self._degraded = FullHeapWindow(
                 self._watch, before=old, objects_before=len(everything) - young_count
             )
@@ -255,12 +326,26 @@ class FrozenWindow:
                 self.root_ids = self._degraded.root_ids
                 self.found = self._degraded.found
                 return ids
+            if self._thaw_depth:
+                # Another thread is inside a gc call: the heap is unfrozen under us.
+                self.degrade()
+                assert self._degraded is not None
+                return self.close()
             self._uninstall()
+            if self._thawed_ids:
+                return self._close_thawed()
             try:
-                # Only the young generations are walked: the old heap is still frozen.
-                _real_collect()
+                # Only the young generations are walked: the old heap is still frozen. The
+                # collection comes only when something watched is among them (it may be
+                # garbage): most clean tests leave nothing of interest, and skipping it halves
+                # their cost. ``objects_added`` then counts young garbage not yet collected.
                 young = _real_get_objects()
                 ids, self.root_ids = classify(young, self._watch)
+                if ids or self.root_ids:
+                    del young
+                    _real_collect()
+                    young = _real_get_objects()
+                    ids, self.root_ids = classify(young, self._watch)
                 self.objects_added = len(young)
                 # Handed over now, from the young objects: finding them again later would be a
                 # walk over the whole heap.
@@ -271,8 +356,36 @@ class FrozenWindow:
                 _frozen_active = self._frozen = False
             return ids
 
+    def _close_thawed(self) -> set[int]:
+        """The end of a window that a gc call thawed: what it made before the thaw is frozen
+        with the old heap, so the whole heap is collected and the noted ids are looked up."""
+        global _frozen_active
+        try:
+            young = _real_get_objects()
+            watched, rooted = classify(young, self._watch)
+            self.objects_added = len(young) + self._young_at_thaw
+            del young
+            wanted = watched | rooted | self._thawed_ids
+        finally:
+            _real_unfreeze()
+            _frozen_active = self._frozen = False
+        _real_collect()
+        everything = _real_get_objects()
+        # In C: one pass over the heap, no per-object Python code.
+        found = list(compress(everything, map(wanted.__contains__, map(id, everything))))
+        del everything
+        # An id may now name a later object: still the block's, but is it watched?
+        ids, self.root_ids = classify(found, self._watch)
+        self.found = _pick(found, ids | self.root_ids)
+        found.clear()
+        self._thawed_ids.clear()
+        return ids
+
     def sample(self) -> tuple[int, Counter[str]]:
         with self._lock:
+            if self._thawed_ids and self._degraded is None:
+                # Counting by type needs every new object in view: what a thaw froze is not.
+                self.degrade()
             if self._degraded is not None:
                 return self._degraded.sample()
             _real_collect()  # the young generations only, as at the end of the window
