@@ -58,11 +58,11 @@ GRAPHS_HELP = (
     "Graphviz's dot is installed) into this directory (ini: leakcheck_graphs)"
 )
 EXPLAIN_BUDGET_HELP = (
-    "under --leakcheck, the share of the session's time (percent, default 5) that walking and "
+    "under --leakcheck, the share of the session's time (percent, default 2) that walking and "
     "sizing suspects may take; past it, suspects are counted, not explained (leaks always are) "
     "(ini: leakcheck_explain_budget)"
 )
-DEFAULT_EXPLAIN_BUDGET = 5.0
+DEFAULT_EXPLAIN_BUDGET = 2.0
 UPDATE_BASELINE_HELP = "write every leak of this run to the --leakcheck-baseline file"
 
 MARKER_KWARGS = ("enabled", "strict", "max_growth", "runs", "warmup", "trace", "ignore_threads")

@@ -341,16 +341,23 @@ class FrozenWindow:
                 # their cost. ``objects_added`` then counts young garbage not yet collected.
                 young = _real_get_objects()
                 ids, self.root_ids = classify(young, self._watch)
+                self.objects_added = len(young)
                 if ids or self.root_ids:
+                    candidates = ids | self.root_ids
                     del young
                     _real_collect()
                     young = _real_get_objects()
-                    ids, self.root_ids = classify(young, self._watch)
-                self.objects_added = len(young)
-                # Handed over now, from the young objects: finding them again later would be a
-                # walk over the whole heap.
-                self.found = _pick(young, ids | self.root_ids)
-                del young
+                    self.objects_added = len(young)
+                    # Only what was there before the collection can be left: look those ids
+                    # up in C, and check them again (a finalizer may have reused an id).
+                    again = list(compress(young, map(candidates.__contains__, map(id, young))))
+                    del young
+                    ids, self.root_ids = classify(again, self._watch)
+                    # Handed over now: finding them again later would walk the whole heap.
+                    self.found = _pick(again, ids | self.root_ids)
+                    again.clear()
+                else:
+                    del young
             finally:
                 _real_unfreeze()
                 _frozen_active = self._frozen = False

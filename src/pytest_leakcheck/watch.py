@@ -33,6 +33,11 @@ def _installation_dirs() -> tuple[str, ...]:
 
 _PROJECT_MODULES: dict[str | None, dict[str, bool]] = {}
 
+# Answers for static (C-defined, never freed) types, shared by the filters of one selection:
+# caching them across checks keeps nothing alive that would otherwise die.
+_STATIC_ANSWERS: dict[tuple[str | None, frozenset[type], tuple[str, ...]], dict[type, bool]] = {}
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE
+
 
 @functools.cache
 def _real_dir(path: str) -> str:
@@ -49,14 +54,15 @@ class WatchFilter:
 
     ``rootdir`` selects the project's own classes (``None`` watches none by default); ``types``
     and ``patterns`` add named types (``module.QualName`` globs). Answers are cached by module name
-    (a string) and, within one check, by type: caching types across checks would keep classes
-    that a test defined alive.
+    (a string) and, within one check, by type: caching classes across checks would keep classes
+    that a test defined alive. Static types (C-defined, never freed) are cached for good.
     """
 
     rootdir: str | None
     types: frozenset[type] = frozenset()
     patterns: tuple[str, ...] = ()
     _module_cache: dict[str, bool] = field(default_factory=dict, repr=False)  # set below
+    _static_cache: dict[type, bool] = field(default_factory=dict, repr=False)  # set below
     _installed: tuple[str, ...] = field(default_factory=_installation_dirs, repr=False)
 
     def __post_init__(self) -> None:
@@ -65,17 +71,26 @@ class WatchFilter:
         # Shared by every filter of the same rootdir: the plugin makes one per test, and the
         # answer for a module never changes within a process.
         self._module_cache = _PROJECT_MODULES.setdefault(self.rootdir, {})
+        key = (self.rootdir, self.types, self.patterns)
+        self._static_cache = _STATIC_ANSWERS.setdefault(key, {})
 
     def new_cache(self) -> dict[type, bool]:
         return {}
 
     def is_watched(self, tp: type, cache: dict[type, bool]) -> bool:
         try:
+            return self._static_cache[tp]
+        except KeyError:
+            pass
+        try:
             return cache[tp]
         except KeyError:
             pass
         answer = self._decide(tp)
-        cache[tp] = answer
+        if tp.__flags__ & _HEAPTYPE:
+            cache[tp] = answer
+        else:
+            self._static_cache[tp] = answer
         return answer
 
     def is_named(self, tp: type) -> bool:
