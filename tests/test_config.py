@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_leakcheck.config import ConfigError, parse_bool, resolve_type_name
+from pytest_leakcheck.config import ConfigError, parse_bool, parse_percent, resolve_type_name
 
 
 @pytest.fixture
@@ -180,3 +180,29 @@ def test_the_marker_passes_strict_markers(pytester: pytest.Pytester) -> None:
         """
     )
     pytester.runpytest("--strict-markers").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("value", ["lots", "150", "-1", ""])
+def test_a_bad_explain_budget_option_is_rejected(
+    pytester: pytest.Pytester, usage_error, value: str
+) -> None:
+    pytester.makepyfile("def test_it(): pass")
+    err = usage_error(f"--leakcheck-explain-budget={value}")
+    assert f"{value!r} is not a valid value for leakcheck_explain_budget (command line)" in err
+    assert "percentage from 0" in err
+    assert "Fix --leakcheck-explain-budget" in err
+
+
+def test_a_bad_explain_budget_ini_value_names_the_file(
+    pytester: pytest.Pytester, usage_error
+) -> None:
+    ini = pytester.makeini("[pytest]\nleakcheck_explain_budget = half\n")
+    pytester.makepyfile("def test_it(): pass")
+    err = usage_error()
+    assert "'half' is not a valid value for leakcheck_explain_budget" in err
+    assert str(ini) in err
+
+
+@pytest.mark.parametrize("text, expected", [("5", 5.0), (" 2.5% ", 2.5), ("0", 0.0), (100, 100.0)])
+def test_explain_budget_spellings(text: object, expected: float) -> None:
+    assert parse_percent(text, name="x", source="test") == expected

@@ -489,6 +489,27 @@ def test_a_module_global_registry_is_only_a_suspect_under_the_option(
     assert ".REGISTRY -> list of 1" in group["path"]
 
 
+def test_with_no_explain_budget_suspects_are_counted_without_a_path(
+    pytester: pytest.Pytester,
+) -> None:
+    args = ("--leakcheck", "--leakcheck-json=out.json", "--leakcheck-explain-budget=0")
+    result = run(pytester, registry(marker=""), *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "SUSPECT *::test_user_session: 1 x *.User (unknown)",
+            "1 suspect group(s) counted without a path: explaining suspects had used its 0% *",
+        ]
+    )
+    [entry] = load_json(pytester)["tests"]
+    [group] = entry["leaks"]
+    assert (group["count"], group["root"], group["verdict"]) == (1, "unknown", "suspect")
+    assert group["root_description"].startswith("not walked: the session's time budget")
+    # A leak is always explained: the budget is for suspects only.
+    strict = run(pytester, registry(marker=""), *args, "--leakcheck-strict")
+    assert_leaked(strict, root="module global", step="*.REGISTRY -> list of 1")
+
+
 def test_a_module_global_registry_is_a_leak_again_with_the_strict_option(
     pytester: pytest.Pytester,
 ) -> None:

@@ -279,7 +279,7 @@ class LeakcheckSession:
 
     def _within_budget(self) -> bool:
         share = self.settings.explain_budget / 100
-        return self.passive_seconds <= share * (time.perf_counter() - self.began)
+        return share > 0 and self.passive_seconds <= share * (time.perf_counter() - self.began)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
