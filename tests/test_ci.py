@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -130,9 +131,18 @@ def test_junit_xml_carries_the_report_and_the_figures(pytester: pytest.Pytester)
     pytester.runpytest_subprocess("--junitxml=junit.xml")
     tree = ET.parse(pytester.path / "junit.xml")
     case = next(c for c in tree.iter("testcase") if c.get("name") == "test_timer_one")
-    error = case.find("error")
-    assert error is not None
-    assert "leakcheck: leaked 1 object of User, held by threading.Timer" in (error.text or "")
+    # A leak is the test's failure, as CI systems show a failed assertion; not an error.
+    assert case.find("error") is None
+    failure = case.find("failure")
+    assert failure is not None
+    assert "leakcheck: leaked 1 object of User, held by threading.Timer" in (failure.text or "")
+    assert (failure.get("message") or "").startswith("leakcheck: leaked 1 object of User")
+    [suite] = tree.iter("testsuite")
+    cases = list(tree.iter("testcase"))
+    failed = sum(1 for c in cases if c.find("failure") is not None)
+    errored = sum(1 for c in cases if c.find("error") is not None)
+    assert failed >= 1
+    assert (suite.get("failures"), suite.get("errors")) == (str(failed), str(errored))
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert props["leakcheck_verdict"] == "leak"
     assert props["leakcheck_leaked_objects"] == "1"
@@ -206,3 +216,62 @@ def test_graphs_are_rendered_to_svg_when_graphviz_is_installed(pytester: pytest.
     pytester.runpytest_subprocess("--leakcheck-graphs=graphs")
     [svg] = (pytester.path / "graphs").glob("*.svg")
     assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_an_unwritable_report_path_is_a_usage_error_before_any_test_runs(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile("def test_it(): pass")
+    result = pytester.runpytest("--leakcheck", "--leakcheck-json=no/such/dir/out.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert "cannot write the JSON report (--leakcheck-json / leakcheck_json) to" in err
+    assert "does not exist; create it or choose another path" in err
+    assert "Traceback" not in err + result.stdout.str()
+    result = pytester.runpytest("--leakcheck", f"--leakcheck-json={pytester.path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "is a directory; give a file name" in result.stderr.str()
+
+
+def test_a_report_that_cannot_be_written_at_the_end_fails_the_run_with_a_clear_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import os
+        def test_removes_the_report_directory():
+            os.rmdir("reports")
+        """
+    )
+    (pytester.path / "reports").mkdir()
+    result = pytester.runpytest("--leakcheck", "--leakcheck-json=reports/out.json")
+    result.stdout.fnmatch_lines(
+        ["pytest-leakcheck: could not write the JSON report to *out.json: *"]
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_report_files_are_replaced_whole(pytester: pytest.Pytester, monkeypatch) -> None:
+    import os
+
+    from pytest_leakcheck import files
+
+    target = pytester.path / "out.json"
+    target.write_text("old")
+    real_replace = os.replace
+
+    def interrupted(src: str, dst: str) -> None:
+        # The new content is complete in the temporary file before it takes the name.
+        assert Path(src).read_text(encoding="utf-8") == "new content"
+        assert target.read_text() == "old"
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(OSError, match="disk gone"):
+        files.write_atomic(str(target), "new content")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert target.read_text() == "old"
+    assert [p.name for p in pytester.path.iterdir()] == ["out.json"]  # no temporary file left
+    files.write_atomic(str(target), "new content")
+    assert target.read_text() == "new content"

@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .files import write_atomic
+
 _NUMBERS = re.compile(r"0x[0-9a-f]+|\d+(\.\d+)?")
 # Paths of files and the "(at file:line)" of coroutines differ between machines and checkouts.
 _LOCATIONS = re.compile(r"\([^()]*[/\\][^()]*\)")
@@ -105,7 +107,5 @@ def write(path: str, entries: Iterable[Mapping[str, Any]]) -> int:
         "version": BASELINE_VERSION,
         "known": sorted(known.values(), key=lambda k: (k["type"], k["root"], k["fingerprint"])),
     }
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=2, sort_keys=True)
-        fh.write("\n")
+    write_atomic(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return len(known)

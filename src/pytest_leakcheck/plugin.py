@@ -10,13 +10,14 @@ import threading
 import time
 import traceback
 import warnings
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from . import baseline, graphs, report, roots
+from . import baseline, files, graphs, junit, report, roots
 from . import config as cfg
 from .checker import NOT_WALKED_BUDGET, Findings, LeakCheck, Options, RepeatError
 from .roots import RootInfo
@@ -178,11 +179,39 @@ class LeakcheckSession:
         self.began = time.perf_counter()
         self.passive_seconds = 0.0
         self.known = self._read_baseline()
+        self.write_errors: list[str] = []
+        self._check_report_paths()
         graphs_dir = config.getoption("leakcheck_graphs") or config.getini("leakcheck_graphs")
         self.graphs_dir = (
             os.path.join(str(config.invocation_params.dir), str(graphs_dir)) if graphs_dir else None
         )
         self.checked = 0
+
+    def _json_path(self) -> str | None:
+        path = self.settings.json_path
+        return os.path.join(str(self.config.invocation_params.dir), path) if path else None
+
+    def _junit_path(self) -> str | None:
+        raw = getattr(self.config.option, "xmlpath", None)  # pytest's own --junitxml
+        if not isinstance(raw, str) or not raw or hasattr(self.config, "workerinput"):
+            return None
+        # As pytest's junitxml resolves it, at configure time.
+        return os.path.normpath(os.path.abspath(os.path.expanduser(os.path.expandvars(raw))))
+
+    def _check_report_paths(self) -> None:
+        """An unwritable report path is a usage error now, not a traceback after the run."""
+        if hasattr(self.config, "workerinput"):  # the xdist controller writes the files
+            return
+        wanted = [(self._json_path(), "JSON report (--leakcheck-json / leakcheck_json)")]
+        if self.config.getoption("leakcheck_update_baseline"):
+            wanted.append((self._baseline_path(), "baseline (--leakcheck-baseline)"))
+        for path, what in wanted:
+            if path is None:
+                continue
+            try:
+                files.check_writable(path, what)
+            except files.UnwritableError as exc:
+                raise _usage(str(exc)) from None
 
     def _baseline_path(self) -> str | None:
         raw = self.config.getoption("leakcheck_baseline") or self.config.getini(
@@ -475,24 +504,44 @@ class LeakcheckSession:
             else f"{leaks} leaking test(s)"
         )
 
+    # After pytest's junitxml has written its file (trylast), so that it can be rewritten.
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):  # the xdist controller writes the files
             return
+        entries = sorted(self.entries, key=lambda e: e["nodeid"])
         baseline_path = self._baseline_path()
         if baseline_path and self.config.getoption("leakcheck_update_baseline"):
-            baseline.write(baseline_path, sorted(self.entries, key=lambda e: e["nodeid"]))
-        path = self.settings.json_path
-        if not path:
-            return
-        path = os.path.join(str(self.config.invocation_params.dir), path)
-        report.write_json(
-            path,
-            sorted(self.entries, key=lambda e: e["nodeid"]),
-            {
+            self._write("baseline", baseline_path, lambda: baseline.write(baseline_path, entries))
+        json_path = self._json_path()
+        if json_path:
+            extra = {
                 "not_checked": self.not_checked,
                 "checked": sorted(self.heaps, key=lambda e: e["nodeid"]),
-            },
-        )
+            }
+            self._write(
+                "JSON report", json_path, lambda: report.write_json(json_path, entries, extra)
+            )
+        junit_path = self._junit_path()
+        if (
+            junit_path
+            and os.path.exists(junit_path)
+            and any(e["verdict"] == "leak" for e in entries)
+        ):
+            self._write("JUnit XML", junit_path, lambda: junit.leaks_as_failures(junit_path))
+        if self.write_errors and session.exitstatus == pytest.ExitCode.OK:
+            # A CI gate whose report is missing must not pass.
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+    def _write(self, what: str, path: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except (OSError, ValueError, ET.ParseError) as exc:
+            message = f"pytest-leakcheck: could not write the {what} to {path}: {exc}"
+            self.write_errors.append(message)
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(message, red=True)
 
 
 class CycleRunner:

@@ -13,6 +13,7 @@ from typing import Any
 
 from .checker import Findings, Heap, LeakGroup
 from .cycles import sparkline
+from .files import write_atomic
 from .roots import HINTS, PENDING_LEAK_KINDS
 
 SCHEMA_VERSION = 1
@@ -301,6 +302,4 @@ def junit_properties(data: Mapping[str, Any]) -> list[tuple[str, object]]:
 def write_json(path: str, entries: Iterable[Mapping[str, Any]], extra: Mapping[str, Any]) -> None:
     tests = [dict(e) for e in entries]
     doc = {"version": SCHEMA_VERSION, **extra, "tests": tests}
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=2, sort_keys=False)
-        fh.write("\n")
+    write_atomic(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
