@@ -305,3 +305,15 @@ def test_the_checker_keeps_no_reference_to_survivors_or_its_own_search() -> None
     assert gc.get_referrers(survivor) == []
     assert sys.getrefcount(survivor) == 2
     assert check.findings is not None and check.findings.groups
+
+
+def test_find_by_id_checks_the_type_too() -> None:
+    from pytest_leakcheck import snapshot
+
+    class Probe:
+        pass
+
+    probe = Probe()
+    assert snapshot.find_by_id({id(probe): Probe}) == [probe]
+    # The id of an object that died may name another object now: only the type tells.
+    assert snapshot.find_by_id({id(probe): dict}) == []

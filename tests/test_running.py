@@ -387,3 +387,161 @@ def test_a_session_scoped_pytest_asyncio_loop_keeps_a_task_found_after_its_test(
             "  LEAK 1 x asyncio.Task: Task * running Ticker.run*",
         ]
     )
+
+
+def test_a_shared_pool_finishing_the_tests_work_item_is_not_a_leak_but_a_stuck_one_is(
+    pytester: pytest.Pytester,
+) -> None:
+    # The pool and its worker thread exist before the tests: asgiref's class-level executor.
+    result = run(
+        pytester,
+        """
+        import threading
+        import time
+        from concurrent.futures import ThreadPoolExecutor
+        import pytest
+
+        POOL = ThreadPoolExecutor(max_workers=1)
+        POOL.submit(time.sleep, 0).result()
+        GATE = threading.Event()
+
+        class Job:
+            def __init__(self, seconds):
+                self.seconds = seconds
+
+        def work(job):
+            time.sleep(job.seconds)
+
+        def stuck(job):
+            GATE.wait(30)
+
+        @pytest.mark.leakcheck
+        def test_hands_a_short_job_to_the_pool():
+            POOL.submit(work, Job(0.1))  # still running when the test returns
+
+        @pytest.mark.leakcheck
+        def test_hands_a_job_that_never_ends():
+            POOL.submit(stuck, Job(0))
+
+        def test_release():
+            GATE.set()
+        """,
+        "-v",
+    )
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_hands_a_short_job_to_the_pool PASSED*",
+            "*test_hands_a_job_that_never_ends LEAKED*",
+            "LEAK: 1 x *.Job, * held by threading.Thread: *ThreadPoolExecutor*",
+        ]
+    )
+
+
+def test_a_context_variable_left_set_is_named_as_the_holder(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import contextvars
+        import pytest
+
+        CURRENT = contextvars.ContextVar("current_user")
+
+        class User:
+            pass
+
+        @pytest.mark.leakcheck
+        def test_sets_and_forgets():
+            CURRENT.set(User())
+
+        @pytest.mark.leakcheck
+        def test_sets_and_resets():
+            token = CURRENT.set(User())
+            CURRENT.reset(token)
+        """,
+        "-v",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_sets_and_forgets LEAKED*",
+            "*test_sets_and_resets PASSED*",
+            "LEAK: 1 x *.User, * held by context variable: a context variable of thread "
+            "'MainThread'*",
+            "  hint: reset the variable when done*",
+        ]
+    )
+
+
+def test_a_worker_that_an_older_pool_starts_lazily_is_the_pools_not_the_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run(
+        pytester,
+        """
+        import time
+        from concurrent.futures import ThreadPoolExecutor
+        import pytest
+
+        SHARED = ThreadPoolExecutor(max_workers=1)  # made at import, no worker yet
+
+        class Job:
+            pass
+
+        def work(job):
+            time.sleep(0.05)
+
+        @pytest.mark.leakcheck
+        def test_first_user_of_the_shared_pool():
+            SHARED.submit(work, Job())  # starts the pool's worker, still busy at the check
+
+        POOLS = []
+
+        @pytest.mark.leakcheck
+        def test_own_pool_left_running():
+            pool = ThreadPoolExecutor(max_workers=1)
+            POOLS.append(pool)  # kept, never shut down: its worker waits forever
+            pool.submit(time.sleep, 0.01).result()
+        """,
+        "-v",
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_first_user_of_the_shared_pool PASSED*",
+            "*test_own_pool_left_running LEAKED*",
+            "  LEAK 1 x threading.Thread: *ThreadPoolExecutor*",
+        ]
+    )
+
+
+def test_under_leakcheck_a_thread_holding_nothing_of_the_project_is_a_suspect(
+    pytester: pytest.Pytester,
+) -> None:
+    # anyio's suite: a test's server thread sleeps past the end of the test, then exits.
+    source = """
+        import threading
+        import time
+
+        class Session:
+            pass
+
+        KEEP = []
+
+        def test_server_thread_outlives_the_test():
+            threading.Thread(target=time.sleep, args=(1,), daemon=True).start()
+
+        def test_thread_holds_a_session():
+            session = Session()
+            threading.Thread(target=lambda: time.sleep(1) or session, daemon=True).start()
+        """
+    lenient = run(pytester, source, "--leakcheck", "-p", "no:randomly")
+    lenient.assert_outcomes(passed=2, errors=1)
+    lenient.stdout.fnmatch_lines(
+        [
+            "SUSPECT *::test_server_thread_outlives_the_test: left running (suspect): 1 x thr*",
+            "LEAK *::test_thread_holds_a_session: 1 x *.Session*(threading.Thread)",
+        ]
+    )
+    strict = run(pytester, source, "--leakcheck", "--leakcheck-strict", "-p", "no:randomly")
+    strict.assert_outcomes(passed=2, errors=2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import sys
@@ -90,7 +91,7 @@ class Findings:
 
     @property
     def pending_leaks(self) -> tuple[Pending, ...]:
-        return tuple(p for p in self.pending if p.kind in roots.PENDING_LEAK_KINDS)
+        return tuple(p for p in self.pending if p.is_leak)
 
     @property
     def leaks(self) -> tuple[LeakGroup, ...]:
@@ -186,6 +187,7 @@ class LeakCheck:
         self._rss_before: int | None = None
         self._skip_now: frozenset[str] = frozenset()
         self._skip_all_now = False
+        self._pool_threads: frozenset[int] = frozenset()
         self._running_now = False
         self.findings: Findings | None = None
 
@@ -286,6 +288,7 @@ class LeakCheck:
             max_growth=self.options.max_growth,
         )
         root_ids = window.root_ids
+        self._pool_threads = frozenset(i for i in window.pool_threads if i is not None)
         found, window.found = window.found, []
         del window
         series, self._series = self._series, None
@@ -311,8 +314,9 @@ class LeakCheck:
                     if not running:
                         passive = time.perf_counter() - explaining
                 groups = self._drop_garbage(groups, survivors)
+                groups = self._drop_passing(groups, survivors)
                 started.clear()  # what is still running stays in ``running`` alone
-                pending.extend(p for p, _ in running)
+                pending.extend(self._judged(p, groups) for p, _ in running)
                 if self.options.stop_pending:
                     proof = self._stop(running, survivors, groups)
             finally:
@@ -357,7 +361,7 @@ class LeakCheck:
         }
         if not rootless:
             return groups
-        suspects = {id(o) for o in survivors if qualified_name(type(o)) in rootless}
+        suspects = {id(o): type(o) for o in survivors if qualified_name(type(o)) in rootless}
         kept = [o for o in survivors if id(o) not in suspects]
         survivors.clear()  # the suspects must be free to go
         survivors.extend(kept)
@@ -367,6 +371,43 @@ class LeakCheck:
         survivors.extend(alive)
         alive.clear()
         return tuple(g for g in groups if g.type not in rootless or g.type in still)
+
+    def _judged(self, item: Pending, groups: tuple[LeakGroup, ...]) -> Pending:
+        if self.options.strict or item.kind != roots.THREAD:
+            return item
+        holding = {r.root for g in groups for r in g.retentions}
+        return item if item.description in holding else dataclasses.replace(item, passive=True)
+
+    def _drop_passing(
+        self, groups: tuple[LeakGroup, ...], survivors: list[object]
+    ) -> tuple[LeakGroup, ...]:
+        """Survivors held only by a running frame of a thread older than the test (a shared
+        pool's worker finishing the test's work item) are looked at again, briefly: a frame
+        that lets go was passing through, not leaking."""
+        passing = {
+            g.type for g in groups if g.retentions and all(r.busy_elsewhere for r in g.retentions)
+        }
+        if not passing:
+            return groups
+        watched = {id(o): type(o) for o in survivors if qualified_name(type(o)) in passing}
+        kept = [o for o in survivors if id(o) not in watched]
+        survivors.clear()
+        survivors.extend(kept)
+        kept.clear()
+        deadline = time.monotonic() + self.options.settle
+        pause = 0.01
+        while True:
+            time.sleep(pause)
+            alive = snapshot.find_by_id(watched)
+            still = {qualified_name(type(o)) for o in alive}
+            pause *= 2
+            if not still or time.monotonic() + pause > deadline:
+                break
+            watched = {id(o): type(o) for o in alive}
+            alive.clear()
+        survivors.extend(alive)
+        alive.clear()
+        return tuple(g for g in groups if g.type not in passing or g.type in still)
 
     def _process_changes(self) -> list[Pending]:
         found = self._process.changes()
@@ -409,7 +450,8 @@ class LeakCheck:
         """
         leaked = {g.type for g in groups}
         remaining = {id(o): name for o in survivors if (name := qualified_name(type(o))) in leaked}
-        survivors.clear()  # from here on the survivors are followed by id only
+        types_of = {id(o): type(o) for o in survivors if id(o) in remaining}
+        survivors.clear()  # from here on the survivors are followed by id (and type) only
         # Tasks first: cancelling a task also cancels the timers of the sleep it waits in.
         running.sort(key=lambda entry: entry[0].kind != roots.TASK)
         sizes = {g.type: (g.count, g.retained_bytes) for g in groups}
@@ -437,7 +479,7 @@ class LeakCheck:
                     results.append((_NUMBERS.sub("#", text), text, Counter()))
                     continue
                 if remaining:
-                    alive = snapshot.find_by_id(set(remaining))
+                    alive = snapshot.find_by_id({key: types_of[key] for key in remaining})
                     still = {id(o) for o in alive}
                     alive.clear()
                 else:
@@ -501,10 +543,16 @@ class LeakCheck:
             counted = [self._untraced_group(tp, len(objs)) for tp, objs in by_type.items()]
             by_type.clear()
             return tuple(counted)
-        extra: dict[int, RootInfo] = {**roots.signal_roots(), **self._atexit.roots()}
+        extra: dict[int, RootInfo] = {
+            **roots.signal_roots(),
+            **self._atexit.roots(),
+            **roots.context_roots(),
+        }
         if self._extra_roots is not None:
             extra.update(self._extra_roots())
-        frames = _FrameIndex(frozenset(self.foreign_threads))
+        frames = _FrameIndex(
+            frozenset(self.foreign_threads), self._threads_before | self._pool_threads
+        )
         # The checker's own containers refer to the survivors; the search must not stop there,
         # and the sizes must not count them as holders: each survivor is in ``survivors`` and in
         # its type's list.
@@ -856,7 +904,7 @@ def _settle(
         time.sleep(min(pause, remaining))
         pause *= 2
         count = len(alive)
-        ids = {id(o) for o in alive}
+        ids = {id(o): type(o) for o in alive}
         alive.clear()
         threads = _thread_idents()
         alive = snapshot.find_by_id(ids)

@@ -628,6 +628,16 @@ def _pytest_holders(item: pytest.Item) -> dict[int, RootInfo]:
     records = getattr(recorder, "__self__", None)
     if isinstance(records, list):
         found[id(records)] = RootInfo(roots.FIXTURE, "the warnings pytest records for this test")
+    # pytest's logging plugin keeps the records of the last phase (the teardown) until the next
+    # test resets its handlers; a record's args and exc_info (a traceback, with its frames'
+    # locals) can hold the test's objects.
+    logging_plugin = item.config.pluginmanager.get_plugin("logging-plugin")
+    for attr in ("caplog_handler", "report_handler"):
+        records = getattr(getattr(logging_plugin, attr, None), "records", None)
+        if isinstance(records, list):
+            found[id(records)] = RootInfo(
+                roots.FIXTURE, f"the log records pytest's logging plugin keeps ({attr})"
+            )
     # The value a doctest example displayed last, kept by sys.displayhook in builtins._.
     last = builtins.__dict__.get("_")
     if last is not None:

@@ -72,7 +72,7 @@ def findings_data(findings: Findings) -> dict[str, Any]:
             {
                 "kind": p.kind,
                 "description": p.description,
-                "verdict": "leak" if p.kind in PENDING_LEAK_KINDS else "suspect",
+                "verdict": "leak" if p.is_leak else "suspect",
                 "created": p.created,
             }
             for p in findings.pending
@@ -97,7 +97,12 @@ def verdict_line(data: Mapping[str, Any]) -> str:
         listed = running or list(data.get("pending", []))
         if listed:
             names = ", ".join(sorted({p["kind"] for p in listed}))
-            what = "left running" if running else "changed (suspect)"
+            if running:
+                what = "left running"
+            elif any(p["kind"] in PENDING_LEAK_KINDS for p in listed):
+                what = "left running (suspect)"
+            else:
+                what = "changed (suspect)"
             return f"{what}: {len(listed)} x {names}"
         return _heap_verdict(data)
     total = sum(g["count"] for g in shown)

@@ -34,6 +34,7 @@ class Retention:
     path: tuple[str, ...]
     depth_limited: bool = False
     dot: str | None = None  # the path as a Graphviz graph, when graphs were asked for
+    busy_elsewhere: bool = False  # held by a running frame of a thread older than the check
 
 
 @dataclass
@@ -98,10 +99,14 @@ def _persistent_frames(top: types.FrameType) -> list[types.FrameType]:
 class _FrameIndex:
     """Which local variable of which running frame holds an object, by id."""
 
-    def __init__(self, foreign: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self, foreign: frozenset[int] = frozenset(), older: frozenset[int] = frozenset()
+    ) -> None:
         # Threads that something outside the check owns (a wider-scoped fixture's server):
         # their frames hold what that owner holds.
         self._foreign = foreign
+        # Threads that ran before the check began: a pool worker running the test's work item.
+        self._older = older
         self.by_id: dict[int, tuple[types.FrameType, str, RootInfo]] = {}
         frames = sys._current_frames()
         try:
@@ -118,6 +123,8 @@ class _FrameIndex:
             info = self._thread_root(names.get(ident), ident == current)
             if ident in self._foreign:
                 info = RootInfo(roots.FIXTURE, f"a wider-scoped fixture's {info.description}")
+            elif ident in self._older and ident != current:
+                info = RootInfo(info.kind, info.description, busy_elsewhere=True)
             for f in _persistent_frames(top):
                 if not _own_frame(f):
                     self._index(f, info)
@@ -505,4 +512,7 @@ def _describe(
         i += 1
     kind, root_desc = roots.classify(chain, found.info, found.top)
     dot = graphs.chain_dot(_with_namespaces(chain), root_desc) if graph else None
-    return Retention(kind=kind, root=root_desc, path=tuple(lines), dot=dot)
+    busy = (
+        found.info is not None and found.info.busy_elsewhere and root_desc == found.info.description
+    )
+    return Retention(kind=kind, root=root_desc, path=tuple(lines), dot=dot, busy_elsewhere=busy)

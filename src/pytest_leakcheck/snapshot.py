@@ -32,7 +32,7 @@ import gc
 import sysconfig
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from itertools import compress
 from typing import Any, Protocol
 
@@ -100,6 +100,7 @@ class Window(Protocol):
     objects_added: int  # after close: tracked objects the window made that are still alive
 
     root_ids: set[int]  # after close: timers, threads, handles, tasks, events it made and left
+    pool_threads: set[int | None]  # after close: idents of workers that old pools started
     found: list[object]  # after close: those objects and the watched survivors; the caller clears
 
     def close(self) -> set[int]:
@@ -113,10 +114,15 @@ def collect_all() -> None:
     _real_collect()
 
 
-def find_by_id(ids: set[int]) -> list[object]:
-    """The live objects with these ids, after a full collection: a heap walk, leak path only."""
+def find_by_id(expected: Mapping[int, type]) -> list[object]:
+    """The live objects with these ids and types, after a full collection: a heap walk, leak
+    path only. The type is checked because an id freed since may name a new object now (once it
+    was a list the checker itself had just made)."""
     _real_collect()
-    return [o for o in _real_get_objects() if id(o) in ids]
+    everything = _real_get_objects()
+    hits = list(compress(everything, map(expected.__contains__, map(id, everything))))
+    del everything
+    return [o for o in hits if type(o) is expected[id(o)]]
 
 
 def classify(objects: list[Any], watch: WatchFilter) -> tuple[set[int], set[int]]:
@@ -140,6 +146,23 @@ def classify(objects: list[Any], watch: WatchFilter) -> tuple[set[int], set[int]
         candidates = compress(objects, map(root_types.__contains__, types))
         rooted = {id(o) for o in candidates if roots.maybe_pending(o)}
     return watched, rooted
+
+
+def _workers_of_old_pools(objects: list[Any], root_ids: set[int], young: list[Any]) -> set[int]:
+    """Worker threads that a thread pool made before the window started during it.
+
+    A pool starts its workers lazily, on its first jobs: a class-level pool kept on purpose
+    (asgiref's) starts one in whichever test uses it first. That thread is the pool's, not the
+    test's. Only the frozen window can tell an old pool from a new one (it is not young).
+    """
+    workers = {id(o): pool for o in objects if id(o) in root_ids and (pool := roots.pool_of(o))}
+    if not workers:
+        return set()
+    pools = {id(pool) for pool in workers.values()}
+    young_pools = set(compress(map(id, young), map(pools.__contains__, map(id, young))))
+    old = {key for key, pool in workers.items() if id(pool) not in young_pools}
+    workers.clear()
+    return old
 
 
 def _pick(objects: list[Any], ids: set[int]) -> list[object]:
@@ -175,6 +198,7 @@ class FullHeapWindow:
         self.objects_added = 0
         self.root_ids: set[int] = set()
         self.found: list[object] = []
+        self.pool_threads: set[int | None] = set()  # only the frozen window can tell
 
     def close(self) -> set[int]:
         _real_collect()
@@ -215,6 +239,8 @@ class FrozenWindow:
         self.objects_added = 0
         self.found: list[object] = []
         self.root_ids: set[int] = set()
+        # Idents of worker threads that a pool older than the window started during it.
+        self.pool_threads: set[int | None] = set()
         # Per window, not only the module flag: a wrapper that a test kept a reference to must not
         # unfreeze a later window.
         self._frozen = True
@@ -351,8 +377,11 @@ class FrozenWindow:
                     # Only what was there before the collection can be left: look those ids
                     # up in C, and check them again (a finalizer may have reused an id).
                     again = list(compress(young, map(candidates.__contains__, map(id, young))))
-                    del young
                     ids, self.root_ids = classify(again, self._watch)
+                    pooled = _workers_of_old_pools(again, self.root_ids, young)
+                    self.root_ids -= pooled
+                    self.pool_threads = {o.ident for o in again if id(o) in pooled}
+                    del young
                     # Handed over now: finding them again later would walk the whole heap.
                     self.found = _pick(again, ids | self.root_ids)
                     again.clear()

@@ -121,3 +121,19 @@ def make_user():
     User(doc)
     """
     return User("doc")
+
+
+@pytest.fixture
+def logs_an_error_on_teardown():
+    yield
+    user = User()
+    try:
+        raise MyError(user)
+    except MyError:
+        # pytest's logging plugin keeps this record (its exc_info: the traceback, the frame,
+        # its local ``user``) until the next test begins.
+        log.exception("teardown of %s", user)
+
+
+def test_teardown_log_record_with_exc_info(logs_an_error_on_teardown):
+    pass
