@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -272,8 +273,18 @@ def test_xdist_workers_send_their_verdicts_to_one_summary_and_one_json(
     pytest.importorskip("xdist")
     pytester.makepyfile(TIMER_LEAK.replace("def test_zz_stop_timers", "def _unused"))
     serial = pytester.runpytest_subprocess("-p", "no:randomly", "--leakcheck-json=serial.json")
-    result = pytester.runpytest_subprocess("-n", "2", "--leakcheck-json=dist.json")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--leakcheck-json=dist.json", "--junitxml=dist.xml"
+    )
     result.assert_outcomes(passed=2, errors=1)
+    # The controller writes the JUnit XML: the leak is a failure there too, with its figures.
+    case = next(
+        c
+        for c in ET.parse(pytester.path / "dist.xml").iter("testcase")
+        if c.get("name") == "test_leaks"
+    )
+    assert case.find("failure") is not None and case.find("error") is None
+    assert any(p.get("name") == "leakcheck_verdict" for p in case.iter("property"))
     result.stdout.fnmatch_lines(["*leakcheck summary*", "LEAK *::test_leaks: 1 x *.User*"])
     dist = json.loads((pytester.path / "dist.json").read_text())
     assert serial.ret == result.ret == pytest.ExitCode.TESTS_FAILED
