@@ -436,6 +436,15 @@ def test_a_shared_pool_finishing_the_tests_work_item_is_not_a_leak_but_a_stuck_o
             "LEAK: 1 x *.Job, * held by threading.Thread: *ThreadPoolExecutor*",
         ]
     )
+    # Under --leakcheck the stuck job is in flight in a thread the test did not start: listed.
+    source = pytester.path.joinpath(
+        "test_a_shared_pool_finishing_the_tests_work_item_is_not_a_leak_but_a_stuck_one_is.py"
+    ).read_text()
+    lenient = run(pytester, source.replace("@pytest.mark.leakcheck", ""), "--leakcheck")
+    lenient.assert_outcomes(passed=3)
+    lenient.stdout.fnmatch_lines(
+        ["SUSPECT *::test_hands_a_job_that_never_ends: 1 x *.Job, * (threading.Thread)"]
+    )
 
 
 def test_a_context_variable_left_set_is_named_as_the_holder(pytester: pytest.Pytester) -> None:
