@@ -20,7 +20,7 @@ def test_what_pytest_holds_is_never_a_leak_even_strictly(pytester: pytest.Pytest
     result = pytester.runpytest_subprocess(
         "--leakcheck", "--leakcheck-strict", "--doctest-modules", "-p", "no:cacheprovider"
     )
-    result.assert_outcomes(passed=18)
+    result.assert_outcomes(passed=19)
     assert "leakcheck summary" not in result.stdout.str()
 
 

@@ -623,6 +623,11 @@ def _pytest_holders(item: pytest.Item) -> dict[int, RootInfo]:
     instance = getattr(item, "instance", None)
     if instance is not None:
         found[id(instance)] = RootInfo(roots.FIXTURE, "the test class instance pytest keeps")
+    # A parametrized test's arguments live in its callspec as long as the item does: a
+    # pytest.raises(...) passed as a parameter keeps the exception it caught, and its traceback.
+    params = getattr(getattr(item, "callspec", None), "params", None)
+    if isinstance(params, dict):
+        found[id(params)] = RootInfo(roots.FIXTURE, "this test's parameters (pytest's callspec)")
     # catch_warnings(record=True) around the test: its list of records, until the protocol ends.
     recorder = getattr(warnings, "_showwarnmsg_impl", None)
     records = getattr(recorder, "__self__", None)

@@ -137,3 +137,12 @@ def logs_an_error_on_teardown():
 
 def test_teardown_log_record_with_exc_info(logs_an_error_on_teardown):
     pass
+
+
+@pytest.mark.parametrize("expected", [pytest.raises(MyError)])
+def test_a_raises_parameter_keeps_what_it_caught(expected):
+    # anyio's suite does this: the parameter lives in the item's callspec for the session, and
+    # keeps the exception, its traceback, and this frame's locals.
+    user = User()
+    with expected:
+        raise MyError(user)
