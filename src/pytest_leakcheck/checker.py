@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -915,10 +916,38 @@ def _settle(
         threads = _thread_idents()
         alive = snapshot.find_by_id(ids)
         progress = len(alive) < count or joined or threads != now or _exiting(threads)
-        running = bool(_thread_idents() - threads_before)
+        running = bool(_thread_idents() - threads_before - _waiting_timers())
         if not progress and not running and _thread_idents() == threads:
             break
     return alive, time.monotonic() - began
+
+
+_TIMER_RUN = threading.Timer.run.__code__
+_EVENT_WAIT = threading.Event.wait.__code__
+
+
+def _waiting_timers() -> set[int]:
+    """Timers still waiting for their interval: not about to finish anything, not worth waiting
+    for (a timer that is running its function is)."""
+    waiting: set[int] = set()
+    frames = sys._current_frames()
+    try:
+        for ident, frame in frames.items():
+            inner: types.FrameType | None = None
+            outer: types.FrameType | None = frame
+            while outer is not None and outer.f_code is not _TIMER_RUN:
+                inner, outer = outer, outer.f_back
+            if outer is not None and inner is not None and _called_from(inner, outer):
+                waiting.add(ident)
+            inner = outer = None
+    finally:
+        frames.clear()
+    return waiting
+
+
+def _called_from(inner: types.FrameType, outer: types.FrameType) -> bool:
+    """``inner`` is the frame of ``Event.wait`` that ``outer`` (a ``Timer.run``) called."""
+    return inner.f_code is _EVENT_WAIT and inner.f_back is outer
 
 
 def _exiting(idents: frozenset[int]) -> bool:
