@@ -404,24 +404,34 @@ def test_a_shared_pool_finishing_the_tests_work_item_is_not_a_leak_but_a_stuck_o
         POOL = ThreadPoolExecutor(max_workers=1)
         POOL.submit(time.sleep, 0).result()
         GATE = threading.Event()
+        STARTED = threading.Event()
 
         class Job:
             def __init__(self, seconds):
                 self.seconds = seconds
 
         def work(job):
+            STARTED.set()
             time.sleep(job.seconds)
 
         def stuck(job):
+            STARTED.set()
             GATE.wait(30)
+
+        def submit(function, job):
+            # Running, not queued, when the test returns: a queued job is held by the pool's
+            # C-level queue, which no walk can see.
+            STARTED.clear()
+            POOL.submit(function, job)
+            assert STARTED.wait(5)
 
         @pytest.mark.leakcheck
         def test_hands_a_short_job_to_the_pool():
-            POOL.submit(work, Job(0.1))  # still running when the test returns
+            submit(work, Job(0.1))  # still running when the test returns
 
         @pytest.mark.leakcheck
         def test_hands_a_job_that_never_ends():
-            POOL.submit(stuck, Job(0))
+            submit(stuck, Job(0))
 
         def test_release():
             GATE.set()
@@ -492,17 +502,22 @@ def test_a_worker_that_an_older_pool_starts_lazily_is_the_pools_not_the_tests(
         from concurrent.futures import ThreadPoolExecutor
         import pytest
 
+        import threading
+
         SHARED = ThreadPoolExecutor(max_workers=1)  # made at import, no worker yet
+        STARTED = threading.Event()
 
         class Job:
             pass
 
         def work(job):
+            STARTED.set()
             time.sleep(0.05)
 
         @pytest.mark.leakcheck
         def test_first_user_of_the_shared_pool():
             SHARED.submit(work, Job())  # starts the pool's worker, still busy at the check
+            assert STARTED.wait(5)  # running, not queued (a queue in C hides what it holds)
 
         POOLS = []
 
