@@ -177,6 +177,9 @@ class LeakCheck:
         self._window: snapshot.FrozenWindow | snapshot.FullHeapWindow | None = None
         self._atexit = roots.AtexitRecorder()
         self._threads_before: frozenset[int] = frozenset()
+        # Threads by (ident, native id): a thread that ends frees its ident at once, and a
+        # timer re-armed a moment later often gets it; the pair is not reused that soon.
+        self._thread_keys_before: frozenset[tuple[int | None, int | None]] = frozenset()
         self._tracing: _Tracing | None = None
         self._series: Series | None = None
         self._caller_refs: dict[int, int] = {}
@@ -194,6 +197,7 @@ class LeakCheck:
 
     def start(self) -> None:
         self._threads_before = _thread_idents()
+        self._thread_keys_before = frozenset(map(_thread_key, threading.enumerate()))
         self._rss_before = _rss()
         self._process = roots.ProcessState()
         self._atexit.start()
@@ -491,9 +495,12 @@ class LeakCheck:
             if not remaining:
                 break
             running = self._rearmed(callbacks, loops)
-            if not running and _await_chain_threads(callbacks, self._threads_before):
-                # A timer of the chain was firing: its callback may have armed the next one.
-                running = self._rearmed(callbacks, loops)
+            if not running and callbacks:
+                # A timer of the chain may be firing (its callback arms the next timer after
+                # this look), or have just made the next one and not started it yet. Looked
+                # for too early, that one escapes and ticks into the next test.
+                _await_chain_threads(callbacks, self._thread_keys_before)
+                running = self._await_rearmed(callbacks, loops)
             if not running:
                 break
         loops.clear()
@@ -511,6 +518,16 @@ class LeakCheck:
             )
         return lines
 
+    def _await_rearmed(
+        self, callbacks: set[object], loops: list[object], timeout: float = 0.2
+    ) -> list[tuple[Pending, object]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            running = self._rearmed(callbacks, loops)
+            if running or time.monotonic() >= deadline:
+                return running
+            time.sleep(0.01)
+
     def _site(self, obj: object) -> str | None:
         return self._sites.site_of(obj) if self._sites is not None else None
 
@@ -524,7 +541,7 @@ class LeakCheck:
         candidates: list[object] = [
             t
             for t in threading.enumerate()
-            if isinstance(t, threading.Timer) and t.ident not in self._threads_before
+            if isinstance(t, threading.Timer) and _thread_key(t) not in self._thread_keys_before
         ]
         for loop in loops:
             queued = [*getattr(loop, "_scheduled", ()), *getattr(loop, "_ready", ())]
@@ -757,8 +774,14 @@ def _callback_function(obj: object) -> object:
     return getattr(func, "__func__", func)
 
 
+def _thread_key(thread: threading.Thread) -> tuple[int | None, int | None]:
+    return thread.ident, getattr(thread, "native_id", None)
+
+
 def _await_chain_threads(
-    callbacks: set[object], before: frozenset[int], timeout: float = 2.0
+    callbacks: set[object],
+    before: frozenset[tuple[int | None, int | None]],
+    timeout: float = 2.0,
 ) -> bool:
     """Wait for the timer threads of a stopped chain that are still alive to end.
 
@@ -774,7 +797,7 @@ def _await_chain_threads(
         if (
             isinstance(thread, threading.Timer)
             and thread.finished.is_set()
-            and thread.ident not in before
+            and _thread_key(thread) not in before
             and thread is not threading.current_thread()
             and _in(callbacks, _callback_function(thread))
         ):

@@ -165,6 +165,14 @@ def _workers_of_old_pools(objects: list[Any], root_ids: set[int], young: list[An
     return old
 
 
+def _look_up(wanted: set[int]) -> list[object]:
+    """The live objects with these ids: one pass over the heap, in C."""
+    everything = _real_get_objects()
+    found = list(compress(everything, map(wanted.__contains__, map(id, everything))))
+    del everything
+    return found
+
+
 def _pick(objects: list[Any], ids: set[int]) -> list[object]:
     return [o for o in objects if id(o) in ids] if ids else []
 
@@ -394,22 +402,29 @@ class FrozenWindow:
 
     def _close_thawed(self) -> set[int]:
         """The end of a window that a gc call thawed: what it made before the thaw is frozen
-        with the old heap, so the whole heap is collected and the noted ids are looked up."""
+        with the old heap, so the noted ids are looked up over the whole heap. A collection of
+        the whole heap runs only if one of them is still there (it may be garbage in a cycle);
+        most tests let go of their objects by then, and that collection is the costly part."""
         global _frozen_active
         try:
             young = _real_get_objects()
             watched, rooted = classify(young, self._watch)
             self.objects_added = len(young) + self._young_at_thaw
+            if watched or rooted:
+                del young
+                _real_collect()  # the young generations only: the old heap is still frozen
+                young = _real_get_objects()
+                watched, rooted = classify(young, self._watch)
             del young
             wanted = watched | rooted | self._thawed_ids
         finally:
             _real_unfreeze()
             _frozen_active = self._frozen = False
-        _real_collect()
-        everything = _real_get_objects()
-        # In C: one pass over the heap, no per-object Python code.
-        found = list(compress(everything, map(wanted.__contains__, map(id, everything))))
-        del everything
+        found = _look_up(wanted)
+        if any(id(o) in self._thawed_ids for o in found):
+            found.clear()
+            _real_collect()
+            found = _look_up(wanted)
         # An id may now name a later object: still the block's, but is it watched?
         ids, self.root_ids = classify(found, self._watch)
         self.found = _pick(found, ids | self.root_ids)
