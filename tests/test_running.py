@@ -575,3 +575,37 @@ def test_under_leakcheck_a_thread_holding_nothing_of_the_project_is_a_suspect(
     )
     strict = run(pytester, source, "--leakcheck", "--leakcheck-strict", "-p", "no:randomly")
     strict.assert_outcomes(passed=2, errors=2)
+
+
+def test_a_timer_that_reuses_the_ident_of_an_ended_fixture_thread_is_still_the_tests(
+    pytester: pytest.Pytester,
+) -> None:
+    # A thread that ends frees its ident, and the next thread usually gets it: a module
+    # fixture's thread ended, then the test's timer took its ident. By ident alone the timer
+    # passed for the fixture's thread: not reported, not cancelled.
+    result = run(
+        pytester,
+        """
+        import threading
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def helper():
+            done = threading.Event()
+            thread = threading.Thread(target=done.wait)
+            thread.start()  # running when the fixture's setup ends: the fixture's thread
+            yield thread, done
+            done.set()
+
+        @pytest.mark.leakcheck
+        def test_leaves_a_timer(helper):
+            thread, done = helper
+            done.set()
+            thread.join()
+            timer = threading.Timer(60, print)
+            timer.daemon = True
+            timer.start()
+        """,
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["  LEAK 1 x threading.Timer: Timer * calling builtins.print"])
