@@ -317,3 +317,34 @@ def test_find_by_id_checks_the_type_too() -> None:
     assert snapshot.find_by_id({id(probe): Probe}) == [probe]
     # The id of an object that died may name another object now: only the type tells.
     assert snapshot.find_by_id({id(probe): dict}) == []
+
+
+class Queue:
+    pass
+
+
+class Proxy:
+    pass
+
+
+class Trigger:
+    pass
+
+
+def test_survivors_that_hold_each_other_are_traced_to_the_same_root() -> None:
+    # janus: a queue and its proxy hold each other, and a bound method of the proxy is kept by
+    # a third survivor. Each walk reached the other survivor first and waited on it: neither
+    # found the root, and both were reported as held by nothing Python can see.
+    try:
+        with check_leaks(Queue, Proxy, Trigger) as check:
+            queue, proxy, trigger = Queue(), Proxy(), Trigger()
+            queue.proxy = proxy  # type: ignore[attr-defined]
+            proxy.queue = queue  # type: ignore[attr-defined]
+            trigger.fn = [proxy]  # type: ignore[attr-defined]
+            REGISTRY.append(trigger)
+            del queue, proxy, trigger
+        assert check.findings is not None
+        kinds = {g.type.rpartition(".")[2]: g.kind for g in check.findings.groups}
+        assert kinds == dict.fromkeys(("Queue", "Proxy", "Trigger"), "module global"), kinds
+    finally:
+        REGISTRY.clear()

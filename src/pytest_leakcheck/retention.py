@@ -393,7 +393,10 @@ def find_paths(
                         continue
                     if hid in origin:  # another walk got here first: its path may serve
                         m = origin[hid]
-                        if m != n:
+                        # Not into a walk that (through its own joins) waits on this one: two
+                        # survivors that hold each other (a queue and its proxies) would then
+                        # each wait for the other, and neither would reach the root.
+                        if m != n and not _joins_lead_to(m, n, joins):
                             joins.setdefault(n, (m, hid, held))
                         continue
                     origin[hid] = n
@@ -421,6 +424,16 @@ def find_paths(
         del here
         if own_index:
             index.close()
+
+
+def _joins_lead_to(m: int, n: int, joins: Mapping[int, tuple[int, int, object]]) -> bool:
+    seen: set[int] = set()
+    while m in joins and m not in seen:
+        seen.add(m)
+        m = joins[m][0]
+        if m == n:
+            return True
+    return False
 
 
 def _resolve(
