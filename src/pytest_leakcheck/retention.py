@@ -345,7 +345,9 @@ def find_paths(
     origin: dict[int, int] = {id(t): n for n, t in enumerate(targets)}  # node -> target index
     nodes: dict[int, object] = {id(t): t for t in targets}
     found: dict[int, _Found] = {}
-    joins: dict[int, tuple[int, int, object]] = {}  # target -> (other target, id(node), held)
+    # target -> every (other target, id(node), held) where its walk reached another's node
+    joins: dict[int, list[_Join]] = {}
+    closed: dict[int, bool] = {}  # per target, until a root or a join is added
     frontier: list[object] = list(nodes.values())
     here = sys._getframe()
     own = {id(via), id(origin), id(nodes), id(found), id(joins), id(here), id(index.by_id)}
@@ -354,13 +356,9 @@ def find_paths(
 
     def open_(n: int) -> bool:
         # A walk is done when it found a root, or joined (through other walks) one that did.
-        seen_: set[int] = set()
-        while n not in found:
-            if n in seen_ or n not in joins:
-                return True
-            seen_.add(n)
-            n = joins[n][0]
-        return False
+        if n not in closed:
+            closed[n] = _route(n, found, joins) is not None
+        return not closed[n]
 
     try:
         while frontier and depth < limits.max_depth and any(map(open_, range(len(targets)))):
@@ -368,6 +366,7 @@ def find_paths(
                 n = origin[id(hit.top)]
                 if open_(n):
                     found[n] = hit
+                    closed.clear()
             frontier = [o for o in frontier if open_(origin[id(o)])]
             ignore.add(id(frontier))  # the list itself refers to every node it holds
             if not frontier:
@@ -393,17 +392,19 @@ def find_paths(
                         continue
                     if hid in origin:  # another walk got here first: its path may serve
                         m = origin[hid]
-                        # Not into a walk that (through its own joins) waits on this one: two
-                        # survivors that hold each other (a queue and its proxies) would then
-                        # each wait for the other, and neither would reach the root.
-                        if m != n and not _joins_lead_to(m, n, joins):
-                            joins.setdefault(n, (m, hid, held))
+                        # Every join is kept: two survivors that hold each other (a queue and its
+                        # proxies, a user and its timer) join each other's walks, and the root is
+                        # whichever walk of the group finds one.
+                        if m != n and all(j[0] != m for j in joins.get(n, ())):
+                            joins.setdefault(n, []).append((m, hid, held))
+                            closed.clear()
                         continue
                     origin[hid] = n
                     via[hid] = held
                     nodes[hid] = holder
                     if _is_stop(holder):
                         found[n] = _Found(holder, None, None, None)
+                        closed.clear()
                     elif len(next_frontier) < cap:
                         next_frontier.append(holder)
             del referrers
@@ -420,34 +421,55 @@ def find_paths(
         origin.clear()
         found.clear()
         joins.clear()
+        closed.clear()
         frontier = []
         del here
         if own_index:
             index.close()
 
 
-def _joins_lead_to(m: int, n: int, joins: Mapping[int, tuple[int, int, object]]) -> bool:
-    seen: set[int] = set()
-    while m in joins and m not in seen:
-        seen.add(m)
-        m = joins[m][0]
-        if m == n:
-            return True
-    return False
+_Join = tuple[int, int, object]  # (other target's walk, id(node), held)
+
+
+def _route(
+    n: int, found: Mapping[int, _Found], joins: Mapping[int, list[_Join]]
+) -> list[_Join] | None:
+    """The joins from walk ``n`` to the nearest walk that found a root, or None."""
+    if n in found:
+        return []
+    came: dict[int, tuple[int, _Join]] = {}
+    queue = [n]
+    seen = {n}
+    while queue:
+        current = queue.pop(0)
+        for join in joins.get(current, ()):
+            m = join[0]
+            if m in seen:
+                continue
+            seen.add(m)
+            came[m] = (current, join)
+            if m in found:
+                route: list[_Join] = []
+                while m != n:
+                    m, step = came[m]
+                    route.append(step)
+                return route[::-1]
+            queue.append(m)
+    return None
 
 
 def _resolve(
     n: int,
     found: Mapping[int, _Found],
-    joins: Mapping[int, tuple[int, int, object]],
+    joins: Mapping[int, list[_Join]],
     via: Mapping[int, object],
 ) -> tuple[_Found | None, Mapping[int, object]]:
     """The root of target ``n`` and the steps toward it, following joins into other walks."""
     steps = dict(via)
-    seen: set[int] = set()
-    while n not in found and n in joins and n not in seen:
-        seen.add(n)
-        m, node, held = joins[n]
+    route = _route(n, found, joins)
+    if route is None:
+        return None, steps
+    for m, node, held in route:
         steps[node] = held  # at the join, turn towards this target's own walk
         n = m
     return found.get(n), steps
