@@ -495,12 +495,11 @@ class LeakCheck:
             if not remaining:
                 break
             running = self._rearmed(callbacks, loops)
-            if not running and callbacks:
-                # A timer of the chain may be firing (its callback arms the next timer after
-                # this look), or have just made the next one and not started it yet. Looked
-                # for too early, that one escapes and ticks into the next test.
-                _await_chain_threads(callbacks, self._thread_keys_before)
-                running = self._await_rearmed(callbacks, loops)
+            if not running and _await_chain_threads(callbacks, self._thread_keys_before):
+                # A cancelled timer of the chain was still in its callback, which may have armed
+                # the next timer after the look above: looked for too early, that one escapes
+                # and ticks into the next test.
+                running = self._rearmed(callbacks, loops)
             if not running:
                 break
         loops.clear()
@@ -517,16 +516,6 @@ class LeakCheck:
                 + f" (held {why} something else as well)"
             )
         return lines
-
-    def _await_rearmed(
-        self, callbacks: set[object], loops: list[object], timeout: float = 0.2
-    ) -> list[tuple[Pending, object]]:
-        deadline = time.monotonic() + timeout
-        while True:
-            running = self._rearmed(callbacks, loops)
-            if running or time.monotonic() >= deadline:
-                return running
-            time.sleep(0.01)
 
     def _site(self, obj: object) -> str | None:
         return self._sites.site_of(obj) if self._sites is not None else None
