@@ -348,3 +348,32 @@ def test_survivors_that_hold_each_other_are_traced_to_the_same_root() -> None:
         assert kinds == dict.fromkeys(("Queue", "Proxy", "Trigger"), "module global"), kinds
     finally:
         REGISTRY.clear()
+
+
+def test_a_timer_waiting_for_its_interval_is_not_waited_for_but_one_running_its_function_is() -> (
+    None
+):
+    from pytest_leakcheck.checker import _waiting_timers
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    def busy() -> None:
+        inside.set()
+        release.wait(10)
+
+    waiting = threading.Timer(60, print)
+    running = threading.Timer(0, busy)
+    for timer in (waiting, running):
+        timer.daemon = True
+        timer.start()
+    try:
+        assert inside.wait(5)
+        idents = _waiting_timers()
+        assert waiting.ident in idents
+        assert running.ident not in idents
+    finally:
+        waiting.cancel()
+        release.set()
+        running.join(5)
+        waiting.join(5)

@@ -177,9 +177,7 @@ class LeakCheck:
         self._window: snapshot.FrozenWindow | snapshot.FullHeapWindow | None = None
         self._atexit = roots.AtexitRecorder()
         self._threads_before: frozenset[int] = frozenset()
-        # Threads by (ident, native id): a thread that ends frees its ident at once, and a
-        # timer re-armed a moment later often gets it; the pair is not reused that soon.
-        self._thread_keys_before: frozenset[tuple[int | None, int | None]] = frozenset()
+        self._thread_keys_before: frozenset[roots.ThreadKey] = frozenset()
         self._tracing: _Tracing | None = None
         self._series: Series | None = None
         self._caller_refs: dict[int, int] = {}
@@ -197,7 +195,7 @@ class LeakCheck:
 
     def start(self) -> None:
         self._threads_before = _thread_idents()
-        self._thread_keys_before = frozenset(map(_thread_key, threading.enumerate()))
+        self._thread_keys_before = frozenset(map(roots.thread_key, threading.enumerate()))
         self._rss_before = _rss()
         self._process = roots.ProcessState()
         self._atexit.start()
@@ -370,26 +368,10 @@ class LeakCheck:
         }
         if not rootless:
             return groups
-        suspects = {id(o): type(o) for o in survivors if qualified_name(type(o)) in rootless}
-        kept = [o for o in survivors if id(o) not in suspects]
-        survivors.clear()  # the suspects must be free to go
-        survivors.extend(kept)
-        kept.clear()
-        alive = snapshot.find_by_id(suspects)
         # A thread that is ending (a cancelled timer, on a loaded machine) can hold what its
-        # frames held from C for a moment after it left every list Python shows: look again,
-        # briefly, before calling them held by nothing.
-        deadline = time.monotonic() + self.options.settle
-        pause = 0.01
-        while alive and time.monotonic() + pause < deadline:
-            suspects = {id(o): type(o) for o in alive}
-            alive.clear()
-            time.sleep(pause)
-            pause *= 2
-            alive = snapshot.find_by_id(suspects)
-        still = {qualified_name(type(o)) for o in alive}
-        survivors.extend(alive)
-        alive.clear()
+        # frames held from C for a moment after it left every list Python shows: the look is
+        # repeated, briefly, before they are called held by nothing.
+        still = self._look_again(survivors, rootless, first_pause=0.0)
         return tuple(g for g in groups if g.type not in rootless or g.type in still)
 
     def _judged(self, item: Pending, groups: tuple[LeakGroup, ...]) -> Pending:
@@ -409,25 +391,33 @@ class LeakCheck:
         }
         if not passing:
             return groups
-        watched = {id(o): type(o) for o in survivors if qualified_name(type(o)) in passing}
-        kept = [o for o in survivors if id(o) not in watched]
+        still = self._look_again(survivors, passing, first_pause=0.01)
+        return tuple(g for g in groups if g.type not in passing or g.type in still)
+
+    def _look_again(self, survivors: list[object], names: set[str], first_pause: float) -> set[str]:
+        """Let go of the survivors of these types and look them up again (a full collection
+        each time), after doubling pauses within the settle time, until none is left. They are
+        followed by id and type meanwhile: held here, they could not go. Returns the names of
+        the types still alive; what is alive is put back into ``survivors``."""
+        wanted = {id(o): type(o) for o in survivors if qualified_name(type(o)) in names}
+        kept = [o for o in survivors if id(o) not in wanted]
         survivors.clear()
         survivors.extend(kept)
         kept.clear()
         deadline = time.monotonic() + self.options.settle
-        pause = 0.01
+        pause = first_pause
         while True:
             time.sleep(pause)
-            alive = snapshot.find_by_id(watched)
-            still = {qualified_name(type(o)) for o in alive}
-            pause *= 2
-            if not still or time.monotonic() + pause > deadline:
+            alive = snapshot.find_by_id(wanted)
+            pause = max(pause * 2, 0.01)
+            if not alive or time.monotonic() + pause > deadline:
                 break
-            watched = {id(o): type(o) for o in alive}
+            wanted = {id(o): type(o) for o in alive}
             alive.clear()
+        still = {qualified_name(type(o)) for o in alive}
         survivors.extend(alive)
         alive.clear()
-        return tuple(g for g in groups if g.type not in passing or g.type in still)
+        return still
 
     def _process_changes(self) -> list[Pending]:
         found = self._process.changes()
@@ -545,7 +535,8 @@ class LeakCheck:
         candidates: list[object] = [
             t
             for t in threading.enumerate()
-            if isinstance(t, threading.Timer) and _thread_key(t) not in self._thread_keys_before
+            if isinstance(t, threading.Timer)
+            and roots.thread_key(t) not in self._thread_keys_before
         ]
         for loop in loops:
             queued = [*getattr(loop, "_scheduled", ()), *getattr(loop, "_ready", ())]
@@ -778,13 +769,9 @@ def _callback_function(obj: object) -> object:
     return getattr(func, "__func__", func)
 
 
-def _thread_key(thread: threading.Thread) -> tuple[int | None, int | None]:
-    return thread.ident, getattr(thread, "native_id", None)
-
-
 def _await_chain_threads(
     callbacks: set[object],
-    before: frozenset[tuple[int | None, int | None]],
+    before: frozenset[roots.ThreadKey],
     timeout: float = 2.0,
 ) -> bool:
     """Wait for the timer threads of a stopped chain that are still alive to end.
@@ -801,7 +788,7 @@ def _await_chain_threads(
         if (
             isinstance(thread, threading.Timer)
             and thread.finished.is_set()
-            and _thread_key(thread) not in before
+            and roots.thread_key(thread) not in before
             and thread is not threading.current_thread()
             and _in(callbacks, _callback_function(thread))
         ):

@@ -173,10 +173,9 @@ class LeakcheckSession:
         self.not_checked: list[dict[str, str]] = []
         self.internal_errors: list[str] = []
         self.heaps: list[dict[str, Any]] = []
-        # Threads that wider-scoped fixtures started, by (ident, native id): an ident alone is
-        # reused by the next thread as soon as one ends, and a test's timer must not pass for a
-        # fixture's thread that has long ended.
-        self.fixture_threads: set[tuple[int | None, int | None]] = set()
+        # Threads that wider-scoped fixtures started (see roots.thread_key: a test's timer must
+        # not pass for a fixture's thread that has long ended).
+        self.fixture_threads: set[roots.ThreadKey] = set()
         self.explained: Counter[str] = Counter()  # suspects walked, by type
         # The budget for explaining suspects is a share of the time since the session began.
         self.began = time.perf_counter()
@@ -356,11 +355,13 @@ class LeakcheckSession:
         """Threads that a wider-scoped fixture starts are the fixture's, not the test's."""
         if fixturedef.scope == "function":
             return (yield)
-        before = {_thread_key(t) for t in threading.enumerate()}
+        before = {roots.thread_key(t) for t in threading.enumerate()}
         try:
             return (yield)
         finally:
-            self.fixture_threads.update({_thread_key(t) for t in threading.enumerate()} - before)
+            self.fixture_threads.update(
+                {roots.thread_key(t) for t in threading.enumerate()} - before
+            )
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -393,7 +394,7 @@ class LeakcheckSession:
         if isinstance(funcargs, dict):
             funcargs.clear()
         del funcargs
-        alive = {_thread_key(t): t.ident for t in threading.enumerate()}
+        alive = {roots.thread_key(t): t.ident for t in threading.enumerate()}
         self.fixture_threads &= alive.keys()  # an ended one's ident is free for the next thread
         check.foreign_threads |= {i for key in self.fixture_threads if (i := alive[key])}
         try:
@@ -592,10 +593,6 @@ class CycleRunner:
 def leakcheck(request: pytest.FixtureRequest) -> CycleRunner:
     """Repeat part of a test in cycles and fail it when something grows in every cycle."""
     return CycleRunner(request)
-
-
-def _thread_key(thread: threading.Thread) -> tuple[int | None, int | None]:
-    return thread.ident, getattr(thread, "native_id", None)
 
 
 def _add_html_links(rep: pytest.TestReport, paths: list[str]) -> None:

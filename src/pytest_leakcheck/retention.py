@@ -345,7 +345,8 @@ def find_paths(
     origin: dict[int, int] = {id(t): n for n, t in enumerate(targets)}  # node -> target index
     nodes: dict[int, object] = {id(t): t for t in targets}
     found: dict[int, _Found] = {}
-    # target -> every (other target, id(node), held) where its walk reached another's node
+    # target -> every (other target, id(node), id(held)) where its walk reached another's node;
+    # ids, not objects: the bookkeeping must not be a referrer the walk then follows
     joins: dict[int, list[_Join]] = {}
     closed: dict[int, bool] = {}  # per target, until a root or a join is added
     frontier: list[object] = list(nodes.values())
@@ -396,7 +397,7 @@ def find_paths(
                         # proxies, a user and its timer) join each other's walks, and the root is
                         # whichever walk of the group finds one.
                         if m != n and all(j[0] != m for j in joins.get(n, ())):
-                            joins.setdefault(n, []).append((m, hid, held))
+                            joins.setdefault(n, []).append((m, hid, id(held)))
                             closed.clear()
                         continue
                     origin[hid] = n
@@ -411,7 +412,7 @@ def find_paths(
             frontier = next_frontier
         limited = depth >= limits.max_depth
         return [
-            _describe(t, *_resolve(n, found, joins, via), limited, graph)
+            _describe(t, *_resolve(n, found, joins, via, nodes), limited, graph)
             for n, t in enumerate(targets)
         ]
     finally:
@@ -428,7 +429,7 @@ def find_paths(
             index.close()
 
 
-_Join = tuple[int, int, object]  # (other target's walk, id(node), held)
+_Join = tuple[int, int, int]  # (other target's walk, id(node), id(held))
 
 
 def _route(
@@ -463,6 +464,7 @@ def _resolve(
     found: Mapping[int, _Found],
     joins: Mapping[int, list[_Join]],
     via: Mapping[int, object],
+    nodes: Mapping[int, object],
 ) -> tuple[_Found | None, Mapping[int, object]]:
     """The root of target ``n`` and the steps toward it, following joins into other walks."""
     steps = dict(via)
@@ -470,7 +472,7 @@ def _resolve(
     if route is None:
         return None, steps
     for m, node, held in route:
-        steps[node] = held  # at the join, turn towards this target's own walk
+        steps[node] = nodes[held]  # at the join, turn towards this target's own walk
         n = m
     return found.get(n), steps
 

@@ -313,6 +313,15 @@ PENDING_LEAK_KINDS = frozenset({TIMER, THREAD, TIMER_HANDLE, HANDLE, TASK, SCHED
 _WAKE_SLEEPER = getattr(asyncio.futures, "_set_result_unless_cancelled", None)
 
 
+ThreadKey = tuple[int | None, int | None]
+
+
+def thread_key(thread: threading.Thread) -> ThreadKey:
+    """A thread's identity over time: an ident alone is reused by the next thread as soon as one
+    ends (a re-armed timer often gets it); with the OS thread id, not that soon."""
+    return thread.ident, getattr(thread, "native_id", None)
+
+
 def pool_of(thread: object) -> object | None:
     """The ThreadPoolExecutor a worker thread serves (its first argument is a weak reference
     to it, from Python 3.10 to 3.14), or None."""

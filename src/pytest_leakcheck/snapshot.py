@@ -16,14 +16,15 @@ Freezing must stay invisible to the code under test. While a window is frozen, t
 whose answers depend on the frozen set (``collect``, ``get_objects``, ``get_referrers``, ``freeze``,
 ``unfreeze``, ``get_freeze_count``, ``get_count``) are replaced by wrappers:
 
-* ``collect``, ``get_objects``, ``get_referrers`` and ``get_count`` *thaw* the window around the
-  call: they note the ids of the watched objects made so far (a walk over the young objects only),
-  unfreeze, run the call as the test expected, and freeze again. An id noted then can only belong,
-  later, to that object or to one made after it: both are the block's. At the end, a window that
-  was thawed looks those ids up in one pass over the heap, without classifying it.
-* ``freeze``, ``unfreeze`` and ``get_freeze_count`` (the test manages the frozen set itself), or a
-  fourth thaw, *degrade* the window for good: it notes which watched objects are old, unfreezes,
-  puts the real functions back and becomes a whole-heap comparison.
+* ``collect`` *thaws* the window around the call: it notes the ids of the watched objects made so
+  far (a walk over the young objects only), unfreezes, runs the collection as the test expected,
+  and freezes again. An id noted then can only belong, later, to that object or to one made after
+  it: both are the block's. At the end, a window that was thawed looks those ids up in one pass
+  over the heap, without classifying it. Freezing again resets the allocation count that
+  ``get_count`` reports, as the full collection itself just did: the test cannot tell.
+* The other calls, or a fourth thaw, *degrade* the window for good: it notes which watched
+  objects are old, unfreezes, puts the real functions back and becomes a whole-heap comparison.
+  Freezing again after them would reset that count where the test could see it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import gc
 import sysconfig
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from itertools import compress
 from typing import Any, Protocol
 
@@ -58,8 +59,11 @@ _INTERCEPTED = (
 )
 
 
-# The calls after which the frozen set can be restored as it was; the others manage it.
-_THAWABLE = frozenset({"collect", "get_objects", "get_referrers", "get_count"})
+# The calls after which the heap can be frozen again unseen: a full collection resets the
+# allocation count as freezing does. After get_objects, get_referrers or get_count, freezing
+# again would reset a count the test can read; freeze, unfreeze, get_freeze_count manage the
+# frozen set themselves.
+_THAWABLE = frozenset({"collect"})
 
 # Thawing costs a walk over the young objects; a test that calls gc in a loop would pay it each
 # time, so after this many thaws the window degrades instead.
@@ -119,10 +123,7 @@ def find_by_id(expected: Mapping[int, type]) -> list[object]:
     path only. The type is checked because an id freed since may name a new object now (once it
     was a list the checker itself had just made)."""
     _real_collect()
-    everything = _real_get_objects()
-    hits = list(compress(everything, map(expected.__contains__, map(id, everything))))
-    del everything
-    return [o for o in hits if type(o) is expected[id(o)]]
+    return [o for o in _look_up(expected.keys()) if type(o) is expected[id(o)]]
 
 
 def classify(objects: list[Any], watch: WatchFilter) -> tuple[set[int], set[int]]:
@@ -148,33 +149,37 @@ def classify(objects: list[Any], watch: WatchFilter) -> tuple[set[int], set[int]
     return watched, rooted
 
 
-def _workers_of_old_pools(objects: list[Any], root_ids: set[int], young: list[Any]) -> set[int]:
+def _workers_of_old_pools(
+    objects: list[Any], root_ids: set[int], young: list[Any]
+) -> dict[int, int | None]:
     """Worker threads that a thread pool made before the window started during it.
 
     A pool starts its workers lazily, on its first jobs: a class-level pool kept on purpose
     (asgiref's) starts one in whichever test uses it first. That thread is the pool's, not the
     test's. Only the frozen window can tell an old pool from a new one (it is not young).
+    Returns their ids and thread idents.
     """
-    workers = {id(o): pool for o in objects if id(o) in root_ids and (pool := roots.pool_of(o))}
+    workers = [(o, pool) for o in objects if id(o) in root_ids and (pool := roots.pool_of(o))]
     if not workers:
-        return set()
-    pools = {id(pool) for pool in workers.values()}
-    young_pools = set(compress(map(id, young), map(pools.__contains__, map(id, young))))
-    old = {key for key, pool in workers.items() if id(pool) not in young_pools}
+        return {}
+    young_pools = set(map(id, _pick(young, {id(pool) for _, pool in workers})))
+    old = {
+        id(thread): getattr(thread, "ident", None)
+        for thread, pool in workers
+        if id(pool) not in young_pools
+    }
     workers.clear()
     return old
 
 
-def _look_up(wanted: set[int]) -> list[object]:
-    """The live objects with these ids: one pass over the heap, in C."""
-    everything = _real_get_objects()
-    found = list(compress(everything, map(wanted.__contains__, map(id, everything))))
-    del everything
-    return found
+def _look_up(wanted: Container[int]) -> list[object]:
+    """The live objects with these ids: one pass over the heap."""
+    return _pick(_real_get_objects(), wanted)
 
 
-def _pick(objects: list[Any], ids: set[int]) -> list[object]:
-    return [o for o in objects if id(o) in ids] if ids else []
+def _pick(objects: list[Any], ids: Container[int]) -> list[object]:
+    """Those of ``objects`` whose id is in ``ids``, picked in C: no Python code per object."""
+    return list(compress(objects, map(ids.__contains__, map(id, objects))))
 
 
 def _count_by_type(objects: list[Any], watch: WatchFilter, skip: set[int]) -> Counter[str]:
@@ -384,11 +389,11 @@ class FrozenWindow:
                     self.objects_added = len(young)
                     # Only what was there before the collection can be left: look those ids
                     # up in C, and check them again (a finalizer may have reused an id).
-                    again = list(compress(young, map(candidates.__contains__, map(id, young))))
+                    again = _pick(young, candidates)
                     ids, self.root_ids = classify(again, self._watch)
                     pooled = _workers_of_old_pools(again, self.root_ids, young)
-                    self.root_ids -= pooled
-                    self.pool_threads = {o.ident for o in again if id(o) in pooled}
+                    self.root_ids -= pooled.keys()
+                    self.pool_threads = set(pooled.values())
                     del young
                     # Handed over now: finding them again later would walk the whole heap.
                     self.found = _pick(again, ids | self.root_ids)
