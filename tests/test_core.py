@@ -19,6 +19,7 @@ import pytest
 
 from pytest_leakcheck import check_leaks, judge
 from pytest_leakcheck.checker import Findings, LeakGroup
+from pytest_leakcheck.snapshot import interpreter_frozen
 
 REGISTRY: list[object] = []
 
@@ -282,7 +283,7 @@ def test_a_block_that_raises_is_not_judged() -> None:
         raise RuntimeError("boom")
     REGISTRY.clear()
     assert check.findings is None
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() <= interpreter_frozen()
 
 
 def test_many_survivors_are_counted_but_only_a_few_traced() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pytest_leakcheck import check_leaks
-from pytest_leakcheck.snapshot import MAX_THAWS, FrozenWindow, open_window
+from pytest_leakcheck.snapshot import MAX_THAWS, FrozenWindow, interpreter_frozen, open_window
 from pytest_leakcheck.watch import WatchFilter
 
 ORIGINAL_GC = {name: getattr(gc, name) for name in dir(gc) if not name.startswith("_")}
@@ -109,16 +109,33 @@ def test_gc_get_referrers_finds_old_holders() -> None:
         HOLDER.clear()
 
 
-def test_gc_freeze_count_is_what_the_test_made_it() -> None:
-    def probe() -> tuple[int, int, int]:
+def test_gc_freeze_and_its_count_are_what_they_are_without_the_check() -> None:
+    def probe() -> tuple[int, bool, int, int]:
+        # A full collection first: on 3.12 it puts the interpreter's own immortal objects back
+        # in the permanent generation, where they are in a process that never unfroze anything.
+        gc.collect()
         start = gc.get_freeze_count()
         gc.freeze()
         frozen = gc.get_freeze_count()
         gc.unfreeze()
-        return start, frozen > 0, gc.get_freeze_count()
+        after = gc.get_freeze_count()
+        gc.collect()
+        return start, frozen > start, after, gc.get_freeze_count()
 
-    assert both_ways(probe) == ((0, True, 0), (0, True, 0))
-    assert gc.get_freeze_count() == 0
+    bare, checked = both_ways(probe)
+    assert bare == checked
+    # 375 on CPython 3.12.1: its collector keeps immortal objects there; 0 elsewhere.
+    assert bare == (interpreter_frozen(), True, 0, interpreter_frozen())
+
+
+def test_gc_get_freeze_count_after_the_window_degraded_is_what_it_is_without_the_check() -> None:
+    def probe() -> tuple[int, int]:
+        gc.collect()
+        seen = len(gc.get_objects())  # degrades the window: the heap is unfrozen under the test
+        return seen > 0, gc.get_freeze_count()
+
+    bare, checked = both_ways(probe)
+    assert bare == checked == (True, interpreter_frozen())
 
 
 def test_disable_and_thresholds_set_in_the_block_stay_as_the_test_left_them() -> None:
@@ -154,7 +171,7 @@ def test_the_gc_module_is_left_exactly_as_it_was() -> None:
     with check_leaks(Node):
         gc.collect()  # the degraded path puts the functions back too
     assert {name: getattr(gc, name) for name in ORIGINAL_GC} == ORIGINAL_GC
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() <= interpreter_frozen()
 
 
 def test_a_test_that_monkeypatches_gc_collect_keeps_its_patch(
@@ -225,7 +242,7 @@ def test_gc_freeze_in_the_block_degrades_after_a_thaw_and_keeps_every_survivor()
     assert check.findings is not None
     assert check.findings.mode.startswith("full-heap")
     assert [g.count for g in check.findings.leaks] == [3]
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() <= interpreter_frozen()
 
 
 def test_a_gc_call_from_another_thread_during_the_block_is_answered_on_the_whole_heap() -> None:
@@ -250,7 +267,7 @@ def test_no_weakrefs_threads_or_frozen_objects_are_left_behind() -> None:
     HOLDER.clear()
     assert during == (0, threads)
     assert weakref.getweakrefcount(node) == 0
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() <= interpreter_frozen()
 
 
 def test_a_gc_function_kept_from_an_old_window_still_behaves_like_gc() -> None:

@@ -138,6 +138,7 @@ def test_the_plugin_keeps_no_reference_to_what_it_reported(pytester: pytest.Pyte
         """
         import gc, sys
         import pytest
+        from pytest_leakcheck.snapshot import interpreter_frozen
 
         KEEP = []
 
@@ -152,7 +153,7 @@ def test_the_plugin_keeps_no_reference_to_what_it_reported(pytester: pytest.Pyte
             gc.collect()
             assert gc.get_referrers(KEEP[0]) == [KEEP]
             assert sys.getrefcount(KEEP[0]) == 3  # KEEP, the argument, the subscript's temp
-            assert gc.get_freeze_count() == 0
+            assert gc.get_freeze_count() <= interpreter_frozen()
         """
     )
     result = pytester.runpytest_subprocess()
@@ -181,6 +182,7 @@ def test_a_bug_in_the_plugin_is_a_warning_and_the_session_goes_on(
     pytester.makepyfile(
         """
         import gc
+        from pytest_leakcheck.snapshot import interpreter_frozen
         import pytest
 
         KEEP = []
@@ -193,7 +195,7 @@ def test_a_bug_in_the_plugin_is_a_warning_and_the_session_goes_on(
             pass
 
         def test_collector_is_back_to_normal():
-            assert gc.get_freeze_count() == 0
+            assert gc.get_freeze_count() <= interpreter_frozen()
             assert type(gc.collect).__name__ == "builtin_function_or_method"
 
         @pytest.mark.leakcheck

@@ -17,6 +17,7 @@ import threading
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 
 from . import describe, graphs, roots
 from .roots import RootInfo
@@ -548,7 +549,12 @@ def _describe(
         lines.append(f"{edge_label(parent, child)} -> {describe.short(child)}")
         i += 1
     kind, root_desc = roots.classify(chain, found.info, found.top)
-    dot = graphs.chain_dot(_with_namespaces(chain), root_desc) if graph else None
+    dot = None
+    if graph:
+        drawn = _with_namespaces(chain)
+        labels = [edge_label(parent, child) for parent, child in pairwise(drawn)]
+        dot = graphs.chain_dot(drawn, root_desc, labels)
+        drawn.clear()
     busy = (
         found.info is not None and found.info.busy_elsewhere and root_desc == found.info.description
     )

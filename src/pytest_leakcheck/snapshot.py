@@ -22,14 +22,31 @@ whose answers depend on the frozen set (``collect``, ``get_objects``, ``get_refe
   it: both are the block's. At the end, a window that was thawed looks those ids up in one pass
   over the heap, without classifying it. Freezing again resets the allocation count that
   ``get_count`` reports, as the full collection itself just did: the test cannot tell.
+* ``get_freeze_count`` answers what the permanent generation would hold without the window.
 * The other calls, or a fourth thaw, *degrade* the window for good: it notes which watched
   objects are old, unfreezes, puts the real functions back and becomes a whole-heap comparison.
   Freezing again after them would reset that count where the test could see it.
+
+What others froze. ``gc.freeze()`` and ``gc.unfreeze()`` move *every* tracked object; CPython has no
+call that freezes a chosen set, so a window that unfreezes at its end also unfreezes whatever was in
+the permanent generation before it. Two cases:
+
+* CPython 3.12's collector itself moves the immortal objects it meets (a few hundred tuples of the
+  standard library's deep-frozen code) into the permanent generation. They can never be freed, so
+  it changes nothing the collector does whether they sit there or in the oldest generation, and
+  the collector moves them back by itself. The window freezes on top of them, and
+  ``get_freeze_count`` keeps counting them as frozen (``_Permanent``).
+* An application that calls ``gc.freeze()`` itself (pre-fork servers do, at import) wants its
+  objects to stay frozen: unfreezing them would show them to ``get_objects`` and let the collector
+  walk them, and freezing everything again would keep every later object from ever being
+  collected. So while an application's objects are frozen, windows compare the unfrozen heap
+  (``FullHeapWindow``) and leave the permanent generation alone.
 """
 
 from __future__ import annotations
 
 import gc
+import sys
 import sysconfig
 import threading
 from collections import Counter
@@ -61,20 +78,96 @@ _INTERCEPTED = (
 
 # The calls after which the heap can be frozen again unseen: a full collection resets the
 # allocation count as freezing does. After get_objects, get_referrers or get_count, freezing
-# again would reset a count the test can read; freeze, unfreeze, get_freeze_count manage the
-# frozen set themselves.
+# again would reset a count the test can read; freeze and unfreeze manage the frozen set
+# themselves, and get_freeze_count is answered without touching it.
 _THAWABLE = frozenset({"collect"})
+_MANAGING = frozenset({"freeze", "unfreeze"})
+_COUNTING = "get_freeze_count"
+# Kept through a degraded window: they keep the permanent generation's count as the test expects.
+_KEPT_WHEN_DEGRADED = (*_MANAGING, _COUNTING)
 
 # Thawing costs a walk over the young objects; a test that calls gc in a loop would pay it each
 # time, so after this many thaws the window degrades instead.
 MAX_THAWS = 3
+
+# Python 3.10 makes a frame object for every Python-level call, and the collector tracks it: while
+# a wrapper runs, the allocation count that get_count reports is one higher than the caller's.
+_OWN_FRAMES_TRACKED = 1 if sys.version_info < (3, 11) else 0
+
+
+class _Permanent:
+    """What the permanent generation would hold without the windows.
+
+    CPython 3.12 moves its immortal objects there (``interpreter`` of them, counted when the plugin
+    was imported, before any test code ran). A window's unfreeze moves them back to the oldest
+    generation until the collector's next full collection; ``owed`` remembers how many, so that
+    ``get_freeze_count`` still counts them. A test that calls ``freeze`` or ``unfreeze`` itself
+    takes the count over.
+    """
+
+    def __init__(self) -> None:
+        count = _real_get_freeze_count()
+        # Any freeze in a process that has imported pytest holds tens of thousands of objects;
+        # more than a few thousand here is an application's own freeze, not the interpreter's.
+        self.interpreter = count if sys.version_info[:2] == (3, 12) and count <= 5000 else 0
+        self.owed = 0
+
+    def others(self) -> int:
+        """Objects that someone other than the windows put there (a walk of that list only)."""
+        return _real_get_freeze_count()
+
+    def unfrozen_by_window(self, others: int) -> None:
+        self.owed = max(self.owed, others)
+
+    def taken_over(self) -> None:
+        self.owed = 0
+
+    def count(self, real: int) -> int:
+        return max(real, self.owed)
+
+
+_permanent = _Permanent()
+
+
+def interpreter_frozen() -> int:
+    """How many objects the interpreter itself keeps in the permanent generation (3.12)."""
+    return _permanent.interpreter
 
 
 def _degrade_then(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     window = _current
     if window is not None:
         window.degrade()
+    result = real(*args, **kwargs)
+    if _OWN_FRAMES_TRACKED and window is not None and getattr(real, "__name__", "") == "get_count":
+        first, *rest = result
+        result = (max(0, first - _OWN_FRAMES_TRACKED), *rest)
+    return result
+
+
+def _referrers_then(real: Callable[..., Any], *args: Any) -> Any:
+    window = _current
+    if window is not None:
+        window.degrade()
+    found = real(*args)
+    # ``args`` is this call's own tuple of the objects asked about: a referrer of each of them
+    # that the caller's call did not make (3.13 lists it).
+    return [holder for holder in found if holder is not args]
+
+
+def _manage_then(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    window = _current
+    if window is not None:
+        window.degrade()
+        _permanent.taken_over()
     return real(*args, **kwargs)
+
+
+def _count_frozen(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    window = _current
+    if window is None or args or kwargs:  # a wrong call: let gc raise its own error
+        return real(*args, **kwargs)
+    return window.freeze_count(real)
 
 
 def _thaw_then(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -85,8 +178,18 @@ def _thaw_then(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _wrap(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
-    """A gc function that thaws or degrades the frozen window, if one is open, then runs."""
-    return transparent(_thaw_then if name in _THAWABLE else _degrade_then, real)
+    """A gc function that thaws, degrades or answers for the frozen window, then runs."""
+    if name in _THAWABLE:
+        impl = _thaw_then
+    elif name in _MANAGING:
+        impl = _manage_then
+    elif name == _COUNTING:
+        impl = _count_frozen
+    elif name == "get_referrers":
+        impl = _referrers_then
+    else:
+        impl = _degrade_then
+    return transparent(impl, real)
 
 
 _SHARED_WRAPPERS = {name: _wrap(name, getattr(gc, name)) for name in _INTERCEPTED}
@@ -193,6 +296,7 @@ class FullHeapWindow:
     """Compare the watched instances of the whole heap before and after."""
 
     mode = "full-heap"
+    reason = ""  # why no frozen window was used, when one was wanted
 
     def __init__(
         self, watch: WatchFilter, before: set[int] | None = None, objects_before: int = 0
@@ -214,13 +318,21 @@ class FullHeapWindow:
         self.pool_threads: set[int | None] = set()  # only the frozen window can tell
 
     def close(self) -> set[int]:
-        _real_collect()
         objects = _real_get_objects()
-        self.objects_added = len(objects) - self._objects_before
         watched, rooted = classify(objects, self._watch)
-        self.root_ids = rooted - self._before
         watched -= self._before
-        self.found = _pick(objects, watched | self.root_ids)
+        rooted -= self._before
+        if watched or rooted:
+            # Only now is a full collection worth its cost: something new may be garbage.
+            candidates = watched | rooted
+            del objects
+            _real_collect()
+            objects = _real_get_objects()
+            watched, rooted = classify(_pick(objects, candidates), self._watch)
+        self.objects_added = len(objects) - self._objects_before
+        self.root_ids = rooted
+        self.found = _pick(objects, watched | rooted)
+        del objects
         return watched
 
     def sample(self) -> tuple[int, Counter[str]]:
@@ -235,9 +347,11 @@ class FrozenWindow:
 
     mode = "frozen"
 
-    def __init__(self, watch: WatchFilter) -> None:
+    def __init__(self, watch: WatchFilter, others: int = 0) -> None:
         global _frozen_active
         self._watch = watch
+        # What the permanent generation held before: the interpreter's own (see _Permanent).
+        self._others = others
         self._lock = threading.RLock()
         self._degraded: FullHeapWindow | None = None
         self._saved: dict[str, Callable[..., Any]] = {}
@@ -278,17 +392,30 @@ class FrozenWindow:
             wrapper = shared if real is getattr(shared, "__wrapped__", None) else _wrap(name, real)
             setattr(gc, name, wrapper)
 
-    def _uninstall(self) -> None:
+    def _uninstall(self, keep: tuple[str, ...] = ()) -> None:
         global _current
-        if _current is self:
+        if _current is self and not keep:
             _current = None
-        for name, real in self._saved.items():
+        for name, real in list(self._saved.items()):
+            if name in keep:
+                continue
             current = getattr(gc, name, None)
             # A test may have replaced the attribute itself (monkeypatch); leave its value alone
             # unless it is still ours.
             if getattr(current, "__leakcheck_wrapper__", False):
                 setattr(gc, name, real)
-        self._saved.clear()
+            del self._saved[name]
+
+    def _unfreeze(self) -> None:
+        _real_unfreeze()
+        _permanent.unfrozen_by_window(self._others)
+
+    def freeze_count(self, real: Callable[[], int]) -> int:
+        """``gc.get_freeze_count()`` as the test would see it without the window."""
+        with self._lock:
+            if self._frozen and self._thaw_depth == 0:
+                return _permanent.count(self._others)
+        return _permanent.count(real())
 
     def thawed_call(
         self, real: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -308,7 +435,7 @@ class FrozenWindow:
                 thawing = True
                 if self._thaw_depth == 0:
                     self._note_young()
-                    _real_unfreeze()
+                    self._unfreeze()
                 self._thaw_depth += 1
         if not thawing:
             return real(*args, **kwargs)
@@ -318,6 +445,8 @@ class FrozenWindow:
             with self._lock:
                 self._thaw_depth -= 1
                 if self._thaw_depth == 0 and self._frozen:
+                    # The collection may have put the interpreter's own objects back (3.12).
+                    self._others = _permanent.others()
                     _real_freeze()
 
     def _note_young(self) -> None:
@@ -343,9 +472,11 @@ class FrozenWindow:
                 # Inside a thaw (another thread's gc call) the heap is unfrozen already, and
                 # what is new is what the thaw noted.
                 new_watched, new_roots, young_count = set(), set(), self._young_at_thaw
-            self._uninstall()
+            # freeze, unfreeze and get_freeze_count stay wrapped: they keep the count as the
+            # test expects it until the window closes.
+            self._uninstall(keep=_KEPT_WHEN_DEGRADED)
             if self._thaw_depth == 0:
-                _real_unfreeze()
+                self._unfreeze()
             _frozen_active = self._frozen = False
             everything = _real_get_objects()
             old_watched, old_roots = classify(everything, self._watch)
@@ -360,6 +491,7 @@ class FrozenWindow:
         global _frozen_active
         with self._lock:
             if self._degraded is not None:
+                self._uninstall()
                 ids = self._degraded.close()
                 self.objects_added = self._degraded.objects_added
                 self.root_ids = self._degraded.root_ids
@@ -401,7 +533,7 @@ class FrozenWindow:
                 else:
                     del young
             finally:
-                _real_unfreeze()
+                self._unfreeze()
                 _frozen_active = self._frozen = False
             return ids
 
@@ -423,7 +555,7 @@ class FrozenWindow:
             del young
             wanted = watched | rooted | self._thawed_ids
         finally:
-            _real_unfreeze()
+            self._unfreeze()
             _frozen_active = self._frozen = False
         found = _look_up(wanted)
         if any(id(o) in self._thawed_ids for o in found):
@@ -455,9 +587,9 @@ class FrozenWindow:
         """Undo the freeze and the wrappers without looking at anything (the error path)."""
         global _frozen_active
         with self._lock:
+            self._uninstall()
             if self._frozen:
-                self._uninstall()
-                _real_unfreeze()
+                self._unfreeze()
                 _frozen_active = self._frozen = False
 
 
@@ -472,6 +604,7 @@ def _freeze_hides_old_objects() -> bool:
         pass
 
     old = _Probe()
+    others = _permanent.others()
     _real_freeze()
     try:
         new = _Probe()
@@ -480,21 +613,36 @@ def _freeze_hides_old_objects() -> bool:
         del young, new
     finally:
         _real_unfreeze()
+        _permanent.unfrozen_by_window(others)
     return ok
 
 
-def frozen_usable() -> bool:
+def no_frozen_window() -> str | None:
+    """Why a frozen window cannot be had right now, or None when it can."""
     global _freeze_probe_result
-    if _free_threaded() or _frozen_active or _real_get_freeze_count() != 0:
-        return False
+    if _free_threaded():
+        return "the free-threaded build has no generations to freeze"
+    if _frozen_active:
+        return "another check's frozen window is open in this process"
+    others = _permanent.others()
+    if others > _permanent.interpreter:
+        return (
+            f"the application froze {others:,} objects with gc.freeze(); "
+            "unfreezing them would change what it sees"
+        )
     if _freeze_probe_result is None:
         _freeze_probe_result = _freeze_hides_old_objects()
-    return _freeze_probe_result
+    if not _freeze_probe_result:
+        return "gc.freeze() does not hide old objects from gc.get_objects() here"
+    return None
 
 
 def open_window(watch: WatchFilter, *, mode: str = "auto") -> FrozenWindow | FullHeapWindow:
     """Start watching. ``mode``: ``"auto"`` (frozen where usable) or ``"full-heap"``."""
     with _frozen_lock:
-        if mode != "full-heap" and frozen_usable():
-            return FrozenWindow(watch)
-    return FullHeapWindow(watch)
+        why = "asked for" if mode == "full-heap" else no_frozen_window()
+        if why is None:
+            return FrozenWindow(watch, others=_permanent.others())
+    window = FullHeapWindow(watch)
+    window.reason = why
+    return window
