@@ -26,8 +26,7 @@ COMMANDS = [
 
 RUN_ELSEWHERE = {
     "pip install -e . && pytest examples/tests/test_user_session.py": "tests/test_examples.py",
-    "pip install -e '.[test]' && pytest": ".ci/run",
-    "ruff check src tests examples benchmarks && mypy": ".ci/run",
+    "pip install tox && tox": ".ci/run",
 }
 CI_RECIPES = [
     "pytest --leakcheck --leakcheck-json=leaks.json --junitxml=junit.xml",
