@@ -94,6 +94,9 @@ def test_gc_get_count_counts_allocations_as_without_the_check() -> None:
         finally:
             gc.enable()
 
+    # On 3.10 a call allocates a frame object unless the code object keeps a spare one from its
+    # last call: the first run of the probe counts one more allocation than the next ones.
+    probe()
     bare, checked = both_ways(probe)
     assert bare == checked, (bare, checked)
 

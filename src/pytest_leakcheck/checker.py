@@ -79,6 +79,8 @@ class Heap:
 class Findings:
     groups: tuple[LeakGroup, ...] = ()
     mode: str = ""
+    # Why the check compared the whole heap instead of freezing it ("" when it froze).
+    no_frozen_window: str = ""
     settle_seconds: float = 0.0
     check_seconds: float = 0.0
     # Spent walking and sizing survivors of a block that left nothing running (the cost that
@@ -279,6 +281,7 @@ class LeakCheck:
             mode = "full-heap (degraded: the test called the gc module)"
         elif isinstance(window, snapshot.FrozenWindow) and window.thaws:
             mode = f"frozen (thawed around {window.thaws} gc call(s) of the test)"
+        no_frozen = window.reason if isinstance(window, snapshot.FullHeapWindow) else ""
         try:
             ids = window.close()
         finally:
@@ -336,6 +339,7 @@ class LeakCheck:
         self.findings = Findings(
             groups=groups,
             mode=mode,
+            no_frozen_window=no_frozen,
             settle_seconds=waited,
             check_seconds=time.perf_counter() - began,
             passive_seconds=passive,

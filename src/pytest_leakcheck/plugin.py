@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from . import baseline, files, graphs, junit, report, roots
+from . import baseline, files, graphs, junit, report, roots, snapshot
 from . import config as cfg
 from .checker import NOT_WALKED_BUDGET, Findings, LeakCheck, Options, RepeatError
 from .roots import RootInfo
@@ -189,6 +189,8 @@ class LeakcheckSession:
             os.path.join(str(config.invocation_params.dir), str(graphs_dir)) if graphs_dir else None
         )
         self.checked = 0
+        self.no_frozen: Counter[str] = Counter()  # why checks could not freeze, and how often
+        self.no_frozen_noted: str | None = None  # what the line after collection already said
 
     def _json_path(self) -> str | None:
         path = self.settings.json_path
@@ -470,9 +472,29 @@ class LeakcheckSession:
             return "error", "L", ("LEAKED", {"red": True})
         return None
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Say once, before the tests run, when checks cannot freeze the heap, and what that costs."""
+        if not any(self._item_settings(item) for item in session.items):
+            return
+        why = snapshot.no_frozen_window()
+        if why is None:
+            return
+        seconds, objects = snapshot.full_heap_cost(WatchFilter(rootdir=self.rootdir))
+        self.no_frozen_noted = why
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"leakcheck: no frozen window ({why}): each check compares the whole heap, "
+                f"about {seconds * 1000:.1f} ms per test at today's {objects:,} objects, "
+                f"growing with the heap"
+            )
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "leakcheck", None)
         if report.when == "teardown" and isinstance(data, dict):
+            why = data.get("no_frozen_window")
+            if why:
+                self.no_frozen[why] += 1
             heap = data.get("heap") or {}
             self.heaps.append({"nodeid": report.nodeid, **heap})
             if data.get("verdict") is not None:
@@ -483,6 +505,13 @@ class LeakcheckSession:
             terminalreporter.section("leakcheck internal errors", sep="=", yellow=True)
             for message in self.internal_errors:
                 terminalreporter.write_line(message)
+        # From the reports: a freeze that an application made while the tests were collected
+        # (or in an xdist worker) is seen only there.
+        unseen = {why: n for why, n in self.no_frozen.items() if why != self.no_frozen_noted}
+        for why, n in sorted(unseen.items()):
+            terminalreporter.write_line(
+                f"leakcheck: {n} test(s) compared the whole heap: no frozen window ({why})"
+            )
         if not self.entries:
             return
         leaks = sum(1 for e in self.entries if e["verdict"] == "leak")

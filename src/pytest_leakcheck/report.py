@@ -80,6 +80,7 @@ def findings_data(findings: Findings) -> dict[str, Any]:
         "proof": list(findings.proof),
         "traced": findings.traced,
         "snapshot": findings.mode,
+        "no_frozen_window": findings.no_frozen_window or None,
         "settle_seconds": round(findings.settle_seconds, 4),
         "check_seconds": round(findings.check_seconds, 4),
     }

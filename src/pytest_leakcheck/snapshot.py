@@ -49,6 +49,7 @@ import gc
 import sys
 import sysconfig
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Container, Mapping
 from itertools import compress
@@ -89,10 +90,6 @@ _KEPT_WHEN_DEGRADED = (*_MANAGING, _COUNTING)
 # Thawing costs a walk over the young objects; a test that calls gc in a loop would pay it each
 # time, so after this many thaws the window degrades instead.
 MAX_THAWS = 3
-
-# Python 3.10 makes a frame object for every Python-level call, and the collector tracks it: while
-# a wrapper runs, the allocation count that get_count reports is one higher than the caller's.
-_OWN_FRAMES_TRACKED = 1 if sys.version_info < (3, 11) else 0
 
 
 class _Permanent:
@@ -138,11 +135,7 @@ def _degrade_then(real: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     window = _current
     if window is not None:
         window.degrade()
-    result = real(*args, **kwargs)
-    if _OWN_FRAMES_TRACKED and window is not None and getattr(real, "__name__", "") == "get_count":
-        first, *rest = result
-        result = (max(0, first - _OWN_FRAMES_TRACKED), *rest)
-    return result
+    return real(*args, **kwargs)
 
 
 def _referrers_then(real: Callable[..., Any], *args: Any) -> Any:
@@ -311,7 +304,7 @@ class FullHeapWindow:
             objects_before = len(objects)
             del objects
         self._before = before
-        self._objects_before = objects_before
+        self.objects_before = objects_before
         self.objects_added = 0
         self.root_ids: set[int] = set()
         self.found: list[object] = []
@@ -329,7 +322,7 @@ class FullHeapWindow:
             _real_collect()
             objects = _real_get_objects()
             watched, rooted = classify(_pick(objects, candidates), self._watch)
-        self.objects_added = len(objects) - self._objects_before
+        self.objects_added = len(objects) - self.objects_before
         self.root_ids = rooted
         self.found = _pick(objects, watched | rooted)
         del objects
@@ -338,7 +331,7 @@ class FullHeapWindow:
     def sample(self) -> tuple[int, Counter[str]]:
         _real_collect()
         objects = _real_get_objects()
-        added = len(objects) - self._objects_before
+        added = len(objects) - self.objects_before
         return added, _count_by_type(objects, self._watch, self._before)
 
 
@@ -626,10 +619,7 @@ def no_frozen_window() -> str | None:
         return "another check's frozen window is open in this process"
     others = _permanent.others()
     if others > _permanent.interpreter:
-        return (
-            f"the application froze {others:,} objects with gc.freeze(); "
-            "unfreezing them would change what it sees"
-        )
+        return "the application keeps objects frozen with gc.freeze(), which a frozen window would undo"
     if _freeze_probe_result is None:
         _freeze_probe_result = _freeze_hides_old_objects()
     if not _freeze_probe_result:
@@ -646,3 +636,12 @@ def open_window(watch: WatchFilter, *, mode: str = "auto") -> FrozenWindow | Ful
     window = FullHeapWindow(watch)
     window.reason = why
     return window
+
+
+def full_heap_cost(watch: WatchFilter) -> tuple[float, int]:
+    """What one clean check costs without a frozen window, measured now: (seconds, objects)."""
+    began = time.perf_counter()
+    window = FullHeapWindow(watch)
+    window.close()
+    window.found.clear()
+    return time.perf_counter() - began, window.objects_before
