@@ -120,9 +120,7 @@ def test_in_random_order_and_under_xdist_the_application_sees_its_freeze(
         "--leakcheck", "-p", "randomly", f"--randomly-seed={seed}"
     )
     serial.assert_outcomes(passed=5, errors=1)
-    spread = pytester.runpytest_subprocess(
-        "--leakcheck", "-n", "2", "-p", "randomly", f"--randomly-seed={seed}"
-    )
+    spread = pytester.runpytest_subprocess("--leakcheck", "-n", "2", *shuffled)
     spread.assert_outcomes(passed=5, errors=1)
     # Workers collect (and so freeze) on their own: the controller's summary says how they checked.
     spread.stdout.fnmatch_lines(

@@ -473,7 +473,7 @@ class LeakcheckSession:
         return None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """Say once, before the tests run, when checks cannot freeze the heap, and what that costs."""
+        """Say once, before the tests run, that checks cannot freeze the heap, and the cost."""
         if not any(self._item_settings(item) for item in session.items):
             return
         why = snapshot.no_frozen_window()

@@ -619,7 +619,10 @@ def no_frozen_window() -> str | None:
         return "another check's frozen window is open in this process"
     others = _permanent.others()
     if others > _permanent.interpreter:
-        return "the application keeps objects frozen with gc.freeze(), which a frozen window would undo"
+        return (
+            "the application keeps objects frozen with gc.freeze(), "
+            "which a frozen window would undo"
+        )
     if _freeze_probe_result is None:
         _freeze_probe_result = _freeze_hides_old_objects()
     if not _freeze_probe_result:
