@@ -116,9 +116,8 @@ def test_in_random_order_and_under_xdist_the_application_sees_its_freeze(
     pytester: pytest.Pytester, seed: int
 ) -> None:
     pytester.makepyfile(app=APP_FREEZES_AT_IMPORT, test_app=TESTS_OF_THE_APP)
-    serial = pytester.runpytest_subprocess(
-        "--leakcheck", "-p", "randomly", f"--randomly-seed={seed}"
-    )
+    shuffled = ("-p", "randomly", f"--randomly-seed={seed}")
+    serial = pytester.runpytest_subprocess("--leakcheck", *shuffled)
     serial.assert_outcomes(passed=5, errors=1)
     spread = pytester.runpytest_subprocess("--leakcheck", "-n", "2", *shuffled)
     spread.assert_outcomes(passed=5, errors=1)
