@@ -93,7 +93,7 @@ MAX_THAWS = 3
 
 
 class _Permanent:
-    """What the permanent generation would hold without the windows.
+    """What the permanent generation would hold without the windows, and who put it there.
 
     CPython 3.12 moves its immortal objects there (``interpreter`` of them, counted when the plugin
     was imported, before any test code ran). A window's unfreeze moves them back to the oldest
@@ -102,16 +102,34 @@ class _Permanent:
     takes the count over.
     """
 
+    RECOUNT_EVERY = 50
+
     def __init__(self) -> None:
         count = _real_get_freeze_count()
         # Any freeze in a process that has imported pytest holds tens of thousands of objects;
         # more than a few thousand here is an application's own freeze, not the interpreter's.
         self.interpreter = count if sys.version_info[:2] == (3, 12) and count <= 5000 else 0
         self.owed = 0
+        self._recount_in = 0
 
     def others(self) -> int:
         """Objects that someone other than the windows put there (a walk of that list only)."""
         return _real_get_freeze_count()
+
+    def application_froze(self) -> bool:
+        """Whether more than the interpreter's own objects are frozen.
+
+        Counting walks the whole permanent list: nothing when only the interpreter's few hundred
+        objects are there, milliseconds when an application froze a large heap. So once an
+        application's freeze is seen, it is counted again only every ``RECOUNT_EVERY`` checks:
+        a stale answer only keeps the exact (whole-heap) comparison a little longer.
+        """
+        if self._recount_in > 0:
+            self._recount_in -= 1
+            return True
+        froze = self.others() > self.interpreter
+        self._recount_in = self.RECOUNT_EVERY if froze else 0
+        return froze
 
     def unfrozen_by_window(self, others: int) -> None:
         self.owed = max(self.owed, others)
@@ -617,8 +635,7 @@ def no_frozen_window() -> str | None:
         return "the free-threaded build has no generations to freeze"
     if _frozen_active:
         return "another check's frozen window is open in this process"
-    others = _permanent.others()
-    if others > _permanent.interpreter:
+    if _permanent.application_froze():
         return (
             "the application keeps objects frozen with gc.freeze(), "
             "which a frozen window would undo"
