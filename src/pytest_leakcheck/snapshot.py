@@ -46,7 +46,6 @@ the permanent generation before it. Two cases:
 from __future__ import annotations
 
 import gc
-import sys
 import sysconfig
 import threading
 import time
@@ -92,12 +91,15 @@ _KEPT_WHEN_DEGRADED = (*_MANAGING, _COUNTING)
 MAX_THAWS = 3
 
 
+_INTERPRETER_AT_MOST = 2000
+
+
 class _Permanent:
     """What the permanent generation would hold without the windows, and who put it there.
 
     CPython 3.12 moves its immortal objects there (``interpreter`` of them, counted when the plugin
-    was imported, before any test code ran). A window's unfreeze moves them back to the oldest
-    generation until the collector's next full collection; ``owed`` remembers how many, so that
+    was imported, before any test code ran; 0 on 3.10, 3.11 and 3.13). A window's unfreeze moves
+    them back to the oldest generation until the collector's next full collection; ``owed`` remembers how many, so that
     ``get_freeze_count`` still counts them. A test that calls ``freeze`` or ``unfreeze`` itself
     takes the count over.
     """
@@ -106,9 +108,10 @@ class _Permanent:
 
     def __init__(self) -> None:
         count = _real_get_freeze_count()
-        # Any freeze in a process that has imported pytest holds tens of thousands of objects;
-        # more than a few thousand here is an application's own freeze, not the interpreter's.
-        self.interpreter = count if sys.version_info[:2] == (3, 12) and count <= 5000 else 0
+        # Not tied to 3.12: a later version that does the same is handled alike. A freeze made
+        # by code (a sitecustomize, before pytest loads its plugins) holds at least the whole
+        # start-up heap, several thousand objects; the interpreter's own are a few hundred.
+        self.interpreter = count if count <= _INTERPRETER_AT_MOST else 0
         self.owed = 0
         self._recount_in = 0
 
