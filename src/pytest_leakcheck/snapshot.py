@@ -99,9 +99,9 @@ class _Permanent:
 
     CPython 3.12 moves its immortal objects there (``interpreter`` of them, counted when the plugin
     was imported, before any test code ran; 0 on 3.10, 3.11 and 3.13). A window's unfreeze moves
-    them back to the oldest generation until the collector's next full collection; ``owed`` remembers how many, so that
-    ``get_freeze_count`` still counts them. A test that calls ``freeze`` or ``unfreeze`` itself
-    takes the count over.
+    them back to the oldest generation until the collector's next full collection; ``owed``
+    remembers how many, so that ``get_freeze_count`` still counts them. A test that calls
+    ``freeze`` or ``unfreeze`` itself takes the count over.
     """
 
     RECOUNT_EVERY = 50
