@@ -3,7 +3,7 @@
     pytest -p naive_heapcheck   (with this directory on PYTHONPATH)
 
 Around each test (from the start of its setup to the end of its teardown, the window
-pytest-leakcheck uses) it does what ``../shared/FACTS.md`` describes as the naive approach:
+pytest-leakcheck uses) it does the naive thing:
 ``gc.collect()`` and a set of ``id(o) for o in gc.get_objects()`` before, ``gc.collect()`` and a
 walk over ``gc.get_objects()`` for ids not in that set after. It never fails a test; the terminal
 summary says how many tests left new gc-tracked objects alive, so that the work cannot be

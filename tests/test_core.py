@@ -18,8 +18,8 @@ from typing import ClassVar
 import pytest
 
 from pytest_leakcheck import check_leaks, judge
-from pytest_leakcheck.checker import Findings, LeakGroup
-from pytest_leakcheck.snapshot import interpreter_frozen
+from pytest_leakcheck.findings import Findings, LeakGroup
+from pytest_leakcheck.permanent import interpreter_frozen
 
 REGISTRY: list[object] = []
 
@@ -309,15 +309,15 @@ def test_the_checker_keeps_no_reference_to_survivors_or_its_own_search() -> None
 
 
 def test_find_by_id_checks_the_type_too() -> None:
-    from pytest_leakcheck import snapshot
+    from pytest_leakcheck import heap
 
     class Probe:
         pass
 
     probe = Probe()
-    assert snapshot.find_by_id({id(probe): Probe}) == [probe]
+    assert heap.find_by_id({id(probe): Probe}) == [probe]
     # The id of an object that died may name another object now: only the type tells.
-    assert snapshot.find_by_id({id(probe): dict}) == []
+    assert heap.find_by_id({id(probe): dict}) == []
 
 
 class Queue:
@@ -354,7 +354,7 @@ def test_survivors_that_hold_each_other_are_traced_to_the_same_root() -> None:
 def test_a_timer_waiting_for_its_interval_is_not_waited_for_but_one_running_its_function_is() -> (
     None
 ):
-    from pytest_leakcheck.checker import _waiting_timers
+    from pytest_leakcheck.settle import waiting_timers
 
     inside = threading.Event()
     release = threading.Event()
@@ -370,7 +370,7 @@ def test_a_timer_waiting_for_its_interval_is_not_waited_for_but_one_running_its_
         timer.start()
     try:
         assert inside.wait(5)
-        idents = _waiting_timers()
+        idents = waiting_timers()
         assert waiting.ident in idents
         assert running.ident not in idents
     finally:

@@ -16,7 +16,9 @@ import threading
 import pytest
 
 from pytest_leakcheck import check_leaks
-from pytest_leakcheck.snapshot import FrozenWindow, interpreter_frozen, open_window
+from pytest_leakcheck.frozen import FrozenWindow
+from pytest_leakcheck.permanent import interpreter_frozen
+from pytest_leakcheck.snapshot import open_window
 from pytest_leakcheck.watch import WatchFilter
 
 HOLDER: list[object] = []
@@ -36,8 +38,7 @@ def test_on_3_12_the_interpreters_immortal_objects_leave_the_window_frozen() -> 
         assert isinstance(window, FrozenWindow)
         assert gc.get_freeze_count() == interpreter_frozen()  # answered for the window
     finally:
-        window.close()
-        window.found.clear()
+        window.close().found.clear()
 
 
 def test_a_leak_is_found_while_the_interpreters_objects_are_frozen() -> None:

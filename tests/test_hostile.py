@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 
 from pytest_leakcheck import check_leaks
-from pytest_leakcheck.checker import Findings, LeakGroup
+from pytest_leakcheck.findings import Findings, LeakGroup
 from pytest_leakcheck.report import findings_data, format_findings
 
 KEEP: list[object] = []

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from pytest_leakcheck import check_leaks
-from pytest_leakcheck.snapshot import MAX_THAWS, FrozenWindow, interpreter_frozen, open_window
+from pytest_leakcheck.frozen import MAX_THAWS, FrozenWindow
+from pytest_leakcheck.permanent import interpreter_frozen
+from pytest_leakcheck.snapshot import open_window
 from pytest_leakcheck.watch import WatchFilter
 
 ORIGINAL_GC = {name: getattr(gc, name) for name in dir(gc) if not name.startswith("_")}
@@ -44,7 +46,7 @@ def test_the_default_window_is_frozen_on_this_interpreter() -> None:
     try:
         assert isinstance(window, FrozenWindow)
     finally:
-        window.close()
+        window.close().found.clear()
 
 
 def test_an_old_cycle_deleted_in_the_block_is_collected_by_gc_collect() -> None:
@@ -215,10 +217,9 @@ def test_what_became_garbage_after_a_thaw_is_not_reported() -> None:
     made_before = Node()
     gc.collect()
     del made_before
-    try:
-        assert window.close() == set()
-    finally:
-        window.found.clear()
+    result = window.close()
+    assert result.survivor_ids == set()
+    result.found.clear()
 
 
 def test_a_test_calling_gc_in_a_loop_degrades_to_a_full_heap_window() -> None:

@@ -138,7 +138,7 @@ def test_the_plugin_keeps_no_reference_to_what_it_reported(pytester: pytest.Pyte
         """
         import gc, sys
         import pytest
-        from pytest_leakcheck.snapshot import interpreter_frozen
+        from pytest_leakcheck.permanent import interpreter_frozen
 
         KEEP = []
 
@@ -170,11 +170,11 @@ def test_a_bug_in_the_plugin_is_a_warning_and_the_session_goes_on(
         real_finish = checker.LeakCheck.finish
         calls = []
 
-        def broken_finish(self):
+        def broken_finish(self, *args, **kwargs):
             calls.append(1)
             if len(calls) == 1:
                 raise RuntimeError("simulated plugin bug")
-            return real_finish(self)
+            return real_finish(self, *args, **kwargs)
 
         checker.LeakCheck.finish = broken_finish
         """
@@ -182,7 +182,7 @@ def test_a_bug_in_the_plugin_is_a_warning_and_the_session_goes_on(
     pytester.makepyfile(
         """
         import gc
-        from pytest_leakcheck.snapshot import interpreter_frozen
+        from pytest_leakcheck.permanent import interpreter_frozen
         import pytest
 
         KEEP = []
@@ -222,7 +222,7 @@ def test_a_plugin_bug_under_warnings_as_errors_still_keeps_the_outcome(
         """
         import pytest_leakcheck.checker as checker
 
-        def broken_finish(self):
+        def broken_finish(self, *args, **kwargs):
             raise RuntimeError("simulated plugin bug")
 
         checker.LeakCheck.finish = broken_finish

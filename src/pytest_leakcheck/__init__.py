@@ -10,9 +10,10 @@ The public API imports no pytest::
         print(group.count, group.type, group.kind, group.path)
 """
 
-from .checker import Findings, LeakCheck, LeakGroup, Options, check_leaks, judge
+from .checker import LeakCheck, Options, check_leaks
+from .findings import Findings, LeakGroup, judge
+from .kinds import KINDS as ROOT_KINDS
 from .retention import Retention
-from .roots import KINDS as ROOT_KINDS
 from .watch import WatchFilter
 
 __all__ = [

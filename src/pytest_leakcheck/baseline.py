@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .files import write_atomic
+from .findings import test_verdict
 
 _NUMBERS = re.compile(r"0x[0-9a-f]+|\d+(\.\d+)?")
 # Paths of files and the "(at file:line)" of coroutines differ between machines and checkouts.
@@ -55,15 +56,8 @@ def apply(data: dict[str, Any], known: frozenset[str]) -> None:
         if entry.get("verdict") == "leak" and entry.get("fingerprint") in known:
             entry["verdict"] = "known"
     entries = [*data.get("leaks", []), *data.get("pending", [])]
-    verdicts = {e["verdict"] for e in entries}
-    if "leak" in verdicts or data.get("heap_leak"):
-        data["verdict"] = "leak"
-    elif "suspect" in verdicts:
-        data["verdict"] = "suspect"
-    elif "known" in verdicts:
-        data["verdict"] = "known"
-    else:
-        data["verdict"] = None
+    verdicts = [e["verdict"] for e in entries]
+    data["verdict"] = test_verdict(verdicts, heap_leak=bool(data.get("heap_leak")))
 
 
 def read(path: str) -> frozenset[str]:

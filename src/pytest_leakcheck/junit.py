@@ -3,8 +3,9 @@
 pytest reports every failing teardown as ``<error>``, and the check runs at teardown. Rewriting
 pytest's in-memory reporters would tie the plugin to pytest's internals; the written file is a
 stable format. So after pytest has written it, the leaking test cases (those whose properties
-say ``leakcheck_verdict = leak``) get their teardown ``<error>`` renamed to ``<failure>``, and the
-suite's counts follow.
+say ``leakcheck_verdict = leak``) get their ``<error>`` renamed to ``<failure>``, and the suite's
+counts follow. A test case is judged only when its setup, body and teardown passed, so the one
+``<error>`` of a leaking test case is the check's.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from .files import write_atomic
-
-_TEARDOWN = 'failed on teardown with "leakcheck:'
 
 
 def leaks_as_failures(path: str) -> int:
@@ -27,11 +26,9 @@ def leaks_as_failures(path: str) -> int:
             if properties.get("leakcheck_verdict") != "leak":
                 continue
             for child in case:
-                message = child.get("message") or ""
-                if child.tag == "error" and message.startswith(_TEARDOWN):
+                if child.tag == "error":
                     child.tag = "failure"
-                    headline = message.removeprefix('failed on teardown with "')
-                    child.set("message", headline.removesuffix('"'))
+                    child.set("message", _headline(child.text or ""))
                     moved += 1
         if moved:
             suite.set("errors", str(int(suite.get("errors") or 0) - moved))
@@ -41,3 +38,8 @@ def leaks_as_failures(path: str) -> int:
         body = ET.tostring(tree.getroot(), encoding="unicode")
         write_atomic(path, '<?xml version="1.0" encoding="utf-8"?>' + body)
     return changed
+
+
+def _headline(report: str) -> str:
+    """The report's first line (its verdict), as the failure's message."""
+    return report.strip().partition("\n")[0]

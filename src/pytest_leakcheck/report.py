@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .checker import Findings, Heap, LeakGroup
 from .cycles import sparkline
 from .files import write_atomic
-from .roots import HINTS, PENDING_LEAK_KINDS
+from .findings import Findings, Heap, LeakGroup, Proof
+from .kinds import HINTS, PENDING_LEAK_KINDS
 
 SCHEMA_VERSION = 1
 MAX_GROUPS_SHOWN = 5
@@ -46,6 +46,8 @@ def group_data(group: LeakGroup) -> dict[str, Any]:
         "retained_complete": group.retained_complete,
         "per_run": list(group.per_run),
         "created": group.created,
+        # Counted without a search, and why ("budget" or "repeat"); null when walked.
+        "not_walked": group.retentions[0].not_walked if group.retentions else None,
     }
 
 
@@ -72,7 +74,7 @@ def findings_data(findings: Findings) -> dict[str, Any]:
             {
                 "kind": p.kind,
                 "description": p.description,
-                "verdict": "leak" if p.is_leak else "suspect",
+                "verdict": p.verdict,
                 "created": p.created,
             }
             for p in findings.pending
@@ -270,6 +272,30 @@ def summary_lines(entries: Iterable[Mapping[str, Any]], limit: int = 20) -> list
     return out
 
 
+def session_summary(entries: Sequence[Mapping[str, Any]], explain_budget: float) -> list[str]:
+    """The end-of-run summary: each test's verdict, each leak once, and the counts."""
+    leaks = sum(1 for e in entries if e["verdict"] == "leak")
+    known = sum(1 for e in entries if e["verdict"] == "known")
+    suspects = len(entries) - leaks - known
+    lines = [*summary_lines(entries), *fingerprint_lines(entries)]
+    if known:
+        lines.append(f"{known} test(s) with only known leaks (in the baseline)")
+    unexplained = sum(1 for e in entries for g in e["leaks"] if g.get("not_walked") == "budget")
+    if unexplained:
+        lines.append(
+            f"{unexplained} suspect group(s) counted without a path: explaining "
+            f"suspects had used its {explain_budget:g}% of the session's time "
+            f"(raise it with --leakcheck-explain-budget)"
+        )
+    lines.append(
+        f"{leaks} leaking, {suspects} suspect test(s); suspects do not fail the run "
+        f"(use --leakcheck-strict to make them fail)"
+        if suspects
+        else f"{leaks} leaking test(s)"
+    )
+    return lines
+
+
 def fingerprint_lines(entries: Iterable[Mapping[str, Any]], limit: int = 10) -> list[str]:
     """The same leak in many tests, once: largest retained first."""
     seen: dict[str, tuple[Mapping[str, Any], list[str]]] = {}
@@ -309,3 +335,39 @@ def write_json(path: str, entries: Iterable[Mapping[str, Any]], extra: Mapping[s
     tests = [dict(e) for e in entries]
     doc = {"version": SCHEMA_VERSION, **extra, "tests": tests}
     write_atomic(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def proof_lines(proof: Proof, groups: Iterable[LeakGroup]) -> list[str]:
+    """What stopping what was left running did, one line per kind of action."""
+    sizes = {g.type: (g.count, g.retained_bytes) for g in groups}
+    lines = []
+    for outcome in proof.outcomes:
+        times = f" (and {outcome.times - 1} more like it)" if outcome.times > 1 else ""
+        if not outcome.stopped:
+            lines.append(outcome.action + times)
+        elif not outcome.freed:
+            lines.append(f"{outcome.action}{times} freed nothing that leaked")
+        else:
+            freed = _freed_text(outcome.freed, sizes)
+            lines.append(f"confirmed: {outcome.action}{times} freed {freed}")
+    lines.extend(proof.disarmed)
+    if proof.still_alive and lines:
+        stuck = any(not outcome.stopped for outcome in proof.outcomes)
+        why = "by what could not be stopped, or by" if stuck else "by"
+        lines.append(
+            "still alive after stopping what could be stopped: "
+            + ", ".join(f"{n} x {t}" for t, n in proof.still_alive)
+            + f" (held {why} something else as well)"
+        )
+    return lines
+
+
+def _freed_text(
+    freed: Iterable[tuple[str, int]], sizes: Mapping[str, tuple[int, int | None]]
+) -> str:
+    parts = []
+    for name, n in freed:
+        count, size = sizes.get(name, (0, None))
+        whole = size is not None and n == count
+        parts.append(f"{n} x {name}" + (f" ({human_size(size)})" if whole and size else ""))
+    return ", ".join(parts)

@@ -1,29 +1,39 @@
 """The path from a root to a survivor: a bounded breadth-first search over referrers.
 
 ``gc.get_referrers(*objs)`` walks the whole heap once per call and compares every reference with
-each of ``objs`` (``../shared/FACTS.md``), so the search asks it once per level with a frontier of
-bounded width, and stops at the first level that reaches a root. Roots are what lives on by itself:
-modules, classes, the frames that running threads are executing (no object refers to those, so their
-locals are matched by hand), and holders kept in C (signal handlers, wider-scoped fixtures that the
-caller passes in). What the search keeps is released before it returns.
+each of ``objs`` (a frontier that grows level by level makes that quadratic), so the search asks
+it once per level with a frontier of bounded width, and stops at the first level that reaches a
+root. Roots are what lives on by itself: modules, classes, the frames that running threads are
+executing (``frames``: no object refers to those), and holders kept in C (signal handlers,
+wider-scoped fixtures that the caller passes in). What the search keeps is released before it
+returns.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
-import threading
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Literal
 
-from . import describe, graphs, roots
-from .roots import RootInfo
+from . import describe, graphs, kinds
+from .edges import edge_label, is_namespace_of, with_namespaces
+from .frames import FrameIndex, own_frame
+from .kinds import RootInfo
 
-_PACKAGE_DIR = __file__.rpartition("/")[0] if "/" in __file__ else ""
-_SNAPSHOT_LOCALS = sys.version_info < (3, 13)  # f_locals is a write-through proxy from 3.13 on
+NotWalked = Literal["budget", "repeat"]
+
+# What a group counted without a search says in place of its root, by reason.
+NOT_WALKED_TEXT: dict[str, str] = {
+    "repeat": "not walked: this type was explained earlier in the session",
+    "budget": (
+        "not walked: the session's time budget for explaining suspects is spent "
+        "(--leakcheck-explain-budget; --leakcheck-strict or a marker walks every one)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,17 @@ class Retention:
     depth_limited: bool = False
     dot: str | None = None  # the path as a Graphviz graph, when graphs were asked for
     busy_elsewhere: bool = False  # held by a running frame of a thread older than the check
+    # The search found no root: nothing Python can see holds it (or not within the limits).
+    rootless: bool = False
+    # Counted without a search, and why: the type was explained earlier in the session, or the
+    # time budget for explaining suspects was spent.
+    not_walked: NotWalked | None = None
+    # id() of the root object (a timer, a thread...): which of the things left running it is.
+    root_id: int | None = None
+
+    @classmethod
+    def unwalked(cls, why: NotWalked) -> Retention:
+        return cls(kind=kinds.UNKNOWN, root=NOT_WALKED_TEXT[why], path=(), not_walked=why)
 
 
 @dataclass
@@ -52,248 +73,6 @@ class SearchLimits:
     max_frontier: int = 256
 
 
-def _own_frame(frame: types.FrameType) -> bool:
-    return bool(_PACKAGE_DIR) and frame.f_code.co_filename.startswith(_PACKAGE_DIR)
-
-
-def _frame_locals(frame: types.FrameType) -> Mapping[str, object]:
-    try:
-        return frame.f_locals
-    except Exception:
-        return {}
-
-
-def _release_snapshot(frame: types.FrameType) -> None:
-    # Before 3.13, reading f_locals of a function frame stores a snapshot dict on the frame that
-    # keeps every local alive until the function returns. The next read rebuilds it, so emptying
-    # it now undoes what the search did.
-    if _SNAPSHOT_LOCALS and frame.f_code.co_flags & 0x1:  # CO_OPTIMIZED
-        try:
-            locals_dict = frame.f_locals
-            if isinstance(locals_dict, dict):
-                locals_dict.clear()
-        except Exception:
-            pass
-
-
-_HANDLE_RUN = asyncio.Handle._run.__code__
-
-
-def _persistent_frames(top: types.FrameType) -> list[types.FrameType]:
-    """A thread's frames, minus those of an event loop callback that is running right now.
-
-    A callback's frames hold their objects only while it runs; what keeps it coming back is the
-    loop's handle, which the search reaches through the loop frame below it. Naming the thread
-    instead would blame the loop's thread for the handle's leak.
-    """
-    stack: list[types.FrameType] = []
-    f: types.FrameType | None = top
-    while f is not None:
-        stack.append(f)
-        f = f.f_back
-    for depth, frame in enumerate(stack):
-        if frame.f_code is _HANDLE_RUN:
-            return stack[depth:]
-    return stack
-
-
-class _FrameIndex:
-    """Which local variable of which running frame holds an object, by id."""
-
-    def __init__(
-        self, foreign: frozenset[int] = frozenset(), older: frozenset[int] = frozenset()
-    ) -> None:
-        # Threads that something outside the check owns (a wider-scoped fixture's server):
-        # their frames hold what that owner holds.
-        self._foreign = foreign
-        # Threads that ran before the check began: a pool worker running the test's work item.
-        self._older = older
-        self.by_id: dict[int, tuple[types.FrameType, str, RootInfo]] = {}
-        frames = sys._current_frames()
-        try:
-            self._index_threads(frames)
-        finally:
-            # This very frame is among the values: left in a local, it would be a reference cycle
-            # keeping every caller's locals (the survivors among them) alive until a collection.
-            frames.clear()
-
-    def _index_threads(self, frames: Mapping[int, types.FrameType]) -> None:
-        names = {t.ident: t for t in threading.enumerate()}
-        current = threading.get_ident()
-        for ident, top in frames.items():
-            info = self._thread_root(names.get(ident), ident == current)
-            if ident in self._foreign:
-                info = RootInfo(roots.FIXTURE, f"a wider-scoped fixture's {info.description}")
-            elif ident in self._older and ident != current:
-                info = RootInfo(info.kind, info.description, busy_elsewhere=True)
-            for f in _persistent_frames(top):
-                if not _own_frame(f):
-                    self._index(f, info)
-
-    @staticmethod
-    def _thread_root(thread: threading.Thread | None, current: bool) -> RootInfo:
-        if thread is None:
-            return RootInfo(roots.UNKNOWN, "a frame of a thread that threading does not know")
-        if current:
-            return RootInfo(
-                roots.UNKNOWN, f"a local variable in the test runner's thread {thread.name!r}"
-            )
-        kind = roots.TIMER if isinstance(thread, threading.Timer) else roots.THREAD
-        return RootInfo(kind, describe.root(thread))
-
-    def _index(self, frame: types.FrameType, info: RootInfo) -> None:
-        if not frame.f_code.co_flags & 0x1:  # not CO_OPTIMIZED: module or class body code
-            # Its "locals" are a module's globals: the module is the root to name, and the walk
-            # reaches it through the namespace.
-            return
-        for name, value in list(_frame_locals(frame).items()):
-            self.by_id.setdefault(id(value), (frame, name, info))
-        _release_snapshot(frame)
-
-    def close(self) -> None:
-        for frame, _, _ in self.by_id.values():
-            _release_snapshot(frame)
-        self.by_id.clear()
-
-
-def edge_label(parent: object, child: object) -> str:
-    """How ``parent`` refers to ``child``: an attribute, key, index, closure cell..."""
-    try:
-        return _edge_label(parent, child)
-    except Exception:
-        return "(reference)"
-
-
-def _edge_label(parent: object, child: object) -> str:
-    if isinstance(parent, dict):
-        for key, value in parent.items():
-            if value is child:
-                return f"[{describe.safe_repr(key, 40)}]"
-            if key is child:
-                return "(key)"
-        return "(entry)"
-    if isinstance(parent, (list, tuple)):
-        for i, value in enumerate(parent):
-            if value is child:
-                return f"[{i}]"
-        return "(item)"
-    if isinstance(parent, (set, frozenset)):
-        return "(member)"
-    if isinstance(parent, types.MethodType):
-        return ".__self__" if parent.__self__ is child else ".__func__"
-    if isinstance(parent, types.BuiltinMethodType):
-        return ".__self__"
-    if isinstance(parent, types.FunctionType):
-        return _function_edge(parent, child)
-    if isinstance(parent, types.CellType):
-        return ".cell_contents"
-    if isinstance(parent, types.FrameType):
-        for name, value in _frame_locals(parent).items():
-            if value is child:
-                return f"local {name!r}"
-        return "(frame)"
-    if isinstance(parent, types.TracebackType):
-        return ".tb_frame" if parent.tb_frame is child else ".tb_next"
-    if isinstance(parent, (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)):
-        frame = getattr(parent, "cr_frame", None) or getattr(parent, "gi_frame", None)
-        if frame is None:
-            frame = getattr(parent, "ag_frame", None)
-        if frame is not None:
-            for name, value in _frame_locals(frame).items():
-                if value is child:
-                    return f"local {name!r}"
-        return "(frame)"
-    if isinstance(parent, type):
-        for name, value in parent.__dict__.items():
-            if value is child:
-                return f".{name}"
-        return "(class reference)"
-    attrs = _instance_dict(parent)
-    if attrs is child:
-        return ".__dict__"
-    if attrs is not None:
-        for name, value in attrs.items():
-            if value is child:
-                return f".{name}"
-    for name in _c_level_attributes(type(parent)):
-        try:
-            value = object.__getattribute__(parent, name)
-        except Exception:
-            continue
-        if value is child:
-            return f".{name}"
-        # Some C getters build a fresh list of what the object holds (Future._callbacks gives
-        # (callback, context) pairs): look one level in.
-        if isinstance(value, (list, tuple)):
-            for i, item in enumerate(value):
-                if item is child or (isinstance(item, tuple) and id(child) in _identity(item)):
-                    return f".{name}[{i}]"
-    return "(reference)"
-
-
-def _identity(items: tuple[object, ...]) -> list[int]:
-    return [id(x) for x in items]
-
-
-def _c_level_attributes(tp: type) -> list[str]:
-    """Attributes stored in the object itself (slots, C struct members and getters).
-
-    Properties are skipped: they run Python code, and a report must not.
-    """
-    names: list[str] = []
-    for klass in getattr(tp, "__mro__", ()):
-        for name, attr in vars(klass).items():
-            c_level = isinstance(attr, (types.MemberDescriptorType, types.GetSetDescriptorType))
-            if c_level and name not in ("__dict__", "__weakref__"):
-                names.append(name)
-    return names
-
-
-def _function_edge(func: types.FunctionType, child: object) -> str:
-    if func.__closure__:
-        names = func.__code__.co_freevars
-        for name, cell in zip(names, func.__closure__, strict=False):
-            if cell is child:
-                return f".__closure__ ({name})"
-    if func.__defaults__ is child:
-        return ".__defaults__"
-    if func.__globals__ is child:
-        return ".__globals__"
-    return "(function reference)"
-
-
-def _instance_dict(obj: object) -> dict[str, object] | None:
-    try:
-        d = object.__getattribute__(obj, "__dict__")
-    except Exception:
-        return None
-    return d if isinstance(d, dict) else None
-
-
-def _with_namespaces(chain: list[object]) -> list[object]:
-    """The chain with the ``__dict__`` between an instance and its attribute put back.
-
-    objgraph draws only the edges that ``gc.get_referents`` shows, and once a ``__dict__`` was
-    read, an instance refers to its attributes through it.
-    """
-    drawn: list[object] = []
-    for parent, child in zip(chain, [*chain[1:], None], strict=True):
-        drawn.append(parent)
-        namespace = _instance_dict(parent)
-        if child is not None and namespace is not None and namespace is not child:
-            referents = gc.get_referents(parent)
-            if all(r is not child for r in referents) and any(r is namespace for r in referents):
-                drawn.append(namespace)
-    return drawn
-
-
-def _is_namespace_of(owner: object, candidate: object) -> bool:
-    if isinstance(owner, type):
-        # A class shows its dict only through a mappingproxy; the real dict is its referent.
-        return type(candidate) is dict and candidate.keys() == owner.__dict__.keys()
-    return _instance_dict(owner) is candidate
-
-
 def _is_stop(obj: object) -> bool:
     # Modules and classes are roots of a different kind; everything refers to classes (through
     # ob_type), so walking past one would flood the frontier.
@@ -306,7 +85,7 @@ def find_path(
     extra_roots: Mapping[int, RootInfo],
     ignore: set[int],
     limits: SearchLimits | None = None,
-    frames: _FrameIndex | None = None,
+    frames: FrameIndex | None = None,
     graph: bool = False,
 ) -> Retention:
     """Walk from ``target`` back to the nearest root and describe the path."""
@@ -330,7 +109,7 @@ def find_paths(
     extra_roots: Mapping[int, RootInfo],
     ignore: set[int],
     limits: SearchLimits | None = None,
-    frames: _FrameIndex | None = None,
+    frames: FrameIndex | None = None,
     graph: bool = False,
 ) -> list[Retention]:
     """Walk from every target at once back to roots: one heap pass per level for all of them.
@@ -341,7 +120,7 @@ def find_paths(
     """
     limits = limits or SearchLimits()
     own_index = frames is None
-    index = frames if frames is not None else _FrameIndex()
+    index = frames if frames is not None else FrameIndex()
     via: dict[int, object] = {}  # id(holder) -> the object it holds, one step nearer a target
     origin: dict[int, int] = {id(t): n for n, t in enumerate(targets)}  # node -> target index
     nodes: dict[int, object] = {id(t): t for t in targets}
@@ -384,7 +163,7 @@ def find_paths(
                 hid = id(holder)
                 if hid in ignore:
                     continue
-                if isinstance(holder, types.FrameType) and _own_frame(holder):
+                if isinstance(holder, types.FrameType) and own_frame(holder):
                     continue
                 # One holder can hold several walks' nodes (a list of all the survivors): the
                 # first open walk owns it, the others join that walk there.
@@ -485,20 +264,8 @@ def _all_held(holder: object, frontier_ids: set[int], nodes: Mapping[int, object
         return []
 
 
-def _held_from(
-    holder: object, frontier_ids: set[int], nodes: Mapping[int, object]
-) -> object | None:
-    try:
-        for ref in gc.get_referents(holder):
-            if id(ref) in frontier_ids:
-                return nodes[id(ref)]
-    except Exception:
-        return None
-    return None
-
-
 def _roots_in(
-    frontier: list[object], extra_roots: Mapping[int, RootInfo], index: _FrameIndex
+    frontier: list[object], extra_roots: Mapping[int, RootInfo], index: FrameIndex
 ) -> list[_Found]:
     hits: list[_Found] = []
     for obj in frontier:
@@ -522,12 +289,13 @@ def _describe(
 ) -> Retention:
     if found is None:
         return Retention(
-            kind=roots.UNKNOWN,
+            kind=kinds.UNKNOWN,
             root="no root found within the search limits"
             if depth_limited
             else "nothing that Python can see refers to it (held from C?)",
             path=(describe.short(target),),
             depth_limited=depth_limited,
+            rootless=True,
         )
     chain: list[object] = [found.top]
     while chain[-1] is not target and id(chain[-1]) in via:
@@ -543,19 +311,30 @@ def _describe(
     while i + 1 < len(chain):
         parent, child = chain[i], chain[i + 1]
         # "module -> its __dict__ -> value" reads better as "module.name -> value".
-        if i + 2 < len(chain) and _is_namespace_of(parent, child):
+        if i + 2 < len(chain) and is_namespace_of(parent, child):
             child = chain[i + 2]
             i += 1
         lines.append(f"{edge_label(parent, child)} -> {describe.short(child)}")
         i += 1
-    kind, root_desc = roots.classify(chain, found.info, found.top)
+    root = kinds.classify(chain, found.info, found.top)
     dot = None
     if graph:
-        drawn = _with_namespaces(chain)
+        drawn = with_namespaces(chain)
         labels = [edge_label(parent, child) for parent, child in pairwise(drawn)]
-        dot = graphs.chain_dot(drawn, root_desc, labels)
+        dot = graphs.chain_dot(drawn, root.description, labels)
         drawn.clear()
+    # Held by the older thread's frame itself, not by something on the path below it.
     busy = (
-        found.info is not None and found.info.busy_elsewhere and root_desc == found.info.description
+        found.info is not None
+        and found.info.busy_elsewhere
+        and root.holder is not None
+        and root.holder == found.info.holder
     )
-    return Retention(kind=kind, root=root_desc, path=tuple(lines), dot=dot, busy_elsewhere=busy)
+    return Retention(
+        kind=root.kind,
+        root=root.description,
+        path=tuple(lines),
+        dot=dot,
+        busy_elsewhere=busy,
+        root_id=root.holder,
+    )

@@ -1,0 +1,268 @@
+"""Explaining survivors: group them by type, find what holds a few of each, size and judge them.
+
+Every choice that depends on the session (which types to count without a search, whether the time
+for explaining suspects is spent, whether the test left something running) comes in as an
+``ExplainPolicy``: this module keeps no state between checks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from .cycles import Series
+from .findings import LeakGroup, group_verdict
+from .frames import FrameIndex
+from .kinds import ACTIVE_KINDS, FIXTURE, RootInfo
+from .retention import NotWalked, Retention, SearchLimits, find_path, find_paths
+from .settle import BUSY_FIRST_PAUSE, look_again
+from .sizes import retained_size
+from .watch import WatchFilter, qualified_name
+
+_NUMBERS = re.compile(r"\d+|\['[^']*'\]")
+
+
+@dataclass(frozen=True)
+class ExplainPolicy:
+    strict: bool = True
+    max_traced_per_type: int = 3
+    limits: SearchLimits = field(default_factory=SearchLimits)
+    graphs: bool = False  # draw each traced path (a full collection per path)
+    sizes: bool = True  # measure what each leaked group retains
+    settle: float = 0.25  # seconds a second look at passing or rootless survivors may take
+    # Types counted, not walked, because they were explained earlier in the session (lenient).
+    skip_types: frozenset[str] = frozenset()
+    # False once the session's time for explaining suspects is spent (lenient).
+    walk_suspects: bool = True
+    # The test left something running: what a fixture holds may be held by a timer as well.
+    something_running: bool = False
+
+
+class Explainer:
+    """One check's explanation of its survivors.
+
+    ``roots`` names the holders the search stops at beyond what it finds by itself (handlers kept
+    in C, wider-scoped fixtures), and ``frames`` indexes the running threads' frames: both are
+    made only when something is to be walked.
+    """
+
+    def __init__(
+        self,
+        watch: WatchFilter,
+        policy: ExplainPolicy,
+        *,
+        roots: Callable[[], Mapping[int, RootInfo]],
+        frames: Callable[[], FrameIndex],
+        site_of: Callable[[object], str | None],
+    ) -> None:
+        self.watch = watch
+        self.policy = policy
+        self._roots = roots
+        self._new_frames = frames
+        self._site_of = site_of
+        self._extra: Mapping[int, RootInfo] = {}
+        self._frames: FrameIndex | None = None
+
+    def explain(self, survivors: list[object], series: Series | None) -> tuple[LeakGroup, ...]:
+        """The groups of these survivors, leaks first, largest first."""
+        by_type = _by_type(survivors)
+        if series is not None:
+            # Under cycles, only what grew in every counted run is a leak; what appeared once
+            # (a cache warmed up by the first runs) is not.
+            growing = series.growing_types()
+            for tp in [tp for tp in by_type if qualified_name(tp) not in growing]:
+                del by_type[tp]
+        if all(map(self._not_walked, by_type)):
+            # Nothing to walk: no roots to gather, no frames to index.
+            counted = [self._counted(tp, len(objs)) for tp, objs in by_type.items()]
+            by_type.clear()
+            return tuple(counted)
+        # The checker's own containers refer to the survivors; the search must not stop there,
+        # and the sizes must not count them as holders: each survivor is in ``survivors`` and in
+        # its type's list.
+        ignore = {id(survivors), id(by_type), *(id(v) for v in by_type.values())}
+        caller_refs = dict.fromkeys(map(id, survivors), 2)
+        groups: list[LeakGroup] = []
+        walked: dict[type, list[Retention]] = {}
+        self._extra = self._roots()
+        self._frames = self._new_frames()
+        try:
+            walked = self._walk(by_type, ignore)
+            # No loop variable may name a survivor after the search: indexing keeps none.
+            for tp in list(by_type):
+                groups.extend(
+                    self._groups(tp, by_type[tp], walked.get(tp, []), series, caller_refs)
+                )
+        finally:
+            self._frames.close()
+            self._frames = None
+            self._extra = {}
+            by_type.clear()
+            walked.clear()
+        groups.sort(key=lambda g: (g.verdict != "leak", -(g.retained_bytes or 0), -g.count, g.type))
+        return tuple(groups)
+
+    def drop_garbage(
+        self, groups: tuple[LeakGroup, ...], survivors: list[object]
+    ) -> tuple[LeakGroup, ...]:
+        """Survivors with no root at all may be garbage that only a full collection frees.
+
+        The windows collect the young generations only; an old cycle that became garbage during
+        the test could still hold new objects. A thread that is ending (a cancelled timer, on a
+        loaded machine) can also hold what its frames held from C for a moment after it left
+        every list Python shows: so they are looked at again, briefly, before they are called
+        held by nothing.
+        """
+        rootless = {g.type for g in groups if g.retentions and g.retentions[0].rootless}
+        if not rootless:
+            return groups
+        still = look_again(survivors, rootless, self.policy.settle, first=0.0)
+        return tuple(g for g in groups if g.type not in rootless or g.type in still)
+
+    def drop_passing(
+        self, groups: tuple[LeakGroup, ...], survivors: list[object]
+    ) -> tuple[LeakGroup, ...]:
+        """Survivors held only by a running frame of a thread older than the test (a shared
+        pool's worker finishing the test's work item) are looked at again, briefly: a frame
+        that lets go was passing through, not leaking."""
+        passing = {
+            g.type for g in groups if g.retentions and all(r.busy_elsewhere for r in g.retentions)
+        }
+        if not passing:
+            return groups
+        still = look_again(survivors, passing, self.policy.settle, first=BUSY_FIRST_PAUSE)
+        return tuple(g for g in groups if g.type not in passing or g.type in still)
+
+    def _not_walked(self, tp: type) -> bool:
+        """A survivor type that is only counted: it could only be a suspect, never a leak, and
+        it was explained before or the time for explaining suspects is spent."""
+        if self.policy.strict or self.watch.is_named(tp):
+            return False
+        return not self.policy.walk_suspects or qualified_name(tp) in self.policy.skip_types
+
+    def _counted(self, tp: type, count: int) -> LeakGroup:
+        """A suspect counted, not walked: walking costs heap passes, and a large suite whose
+        every test leaves the same cached object would pay them thousands of times."""
+        why: NotWalked = "repeat" if qualified_name(tp) in self.policy.skip_types else "budget"
+        retention = Retention.unwalked(why)
+        return LeakGroup(
+            type=qualified_name(tp),
+            count=count,
+            kind=retention.kind,
+            verdict="suspect",
+            retentions=(retention,),
+            untraced=count,
+        )
+
+    def _walk(
+        self, by_type: Mapping[type, list[object]], ignore: set[int]
+    ) -> dict[type, list[Retention]]:
+        """Paths for a few survivors of each type, all found in one walk."""
+        limit = self.policy.max_traced_per_type
+        targets = [
+            o for tp, objs in by_type.items() if not self._not_walked(tp) for o in objs[:limit]
+        ]
+        if not targets:
+            return {}
+        rets = find_paths(
+            targets,
+            extra_roots=self._extra,
+            ignore=ignore,
+            limits=self.policy.limits,
+            frames=self._frames,
+            graph=self.policy.graphs,
+        )
+        walked: dict[type, list[Retention]] = {}
+        try:
+            for n, ret in enumerate(rets):
+                if ret.kind == FIXTURE and self.policy.something_running:
+                    ret = self._behind_fixture(targets[n], ret, ignore | {id(targets)})
+                walked.setdefault(type(targets[n]), []).append(ret)
+        finally:
+            targets.clear()
+        return walked
+
+    def _behind_fixture(self, target: object, ret: Retention, ignore: set[int]) -> Retention:
+        """Held by a wider fixture (or pytest) here; but is it held by anything else, a timer say?
+        Looked again with those holders out of the way (only when the test left something
+        running: otherwise there is no timer to find)."""
+        owned = {key for key, info in self._extra.items() if info.kind == FIXTURE}
+        other = find_path(
+            target,
+            extra_roots={k: v for k, v in self._extra.items() if k not in owned},
+            ignore=ignore | owned,
+            limits=self.policy.limits,
+            frames=self._frames,
+            graph=self.policy.graphs,
+        )
+        return other if other.kind in ACTIVE_KINDS else ret  # a passive holder: the same one
+
+    def _groups(
+        self,
+        tp: type,
+        objs: list[object],
+        rets: list[Retention],
+        series: Series | None,
+        caller_refs: Mapping[int, int],
+    ) -> Iterable[LeakGroup]:
+        if self._not_walked(tp):
+            yield self._counted(tp, len(objs))
+            return
+        created = next((site for o in objs if (site := self._site_of(o)) is not None), None)
+        by_kind: dict[str, list[Retention]] = {}
+        for ret in rets:
+            by_kind.setdefault(ret.kind, []).append(ret)
+        untraced = max(0, len(objs) - self.policy.max_traced_per_type)
+        named = self.watch.is_named(tp)
+        name = qualified_name(tp)
+        retained = retained_size(objs, caller_refs=caller_refs) if self.policy.sizes else None
+        per_run = tuple(series.growing_types().get(name, ())) if series is not None else ()
+        first = True
+        for kind, kind_rets in by_kind.items():
+            verdict = group_verdict(
+                kind,
+                strict=self.policy.strict,
+                named=named,
+                busy_elsewhere=all(r.busy_elsewhere for r in kind_rets),
+            )
+            if verdict is None:
+                continue
+            extra_count = untraced if first else 0
+            first = False
+            yield LeakGroup(
+                type=name,
+                count=len(kind_rets) + extra_count,
+                kind=kind,
+                verdict=verdict,
+                retentions=tuple(_distinct(kind_rets)),
+                untraced=extra_count,
+                retained_bytes=retained.bytes if retained is not None else None,
+                retained_complete=retained.complete if retained is not None else True,
+                per_run=per_run,
+                created=created,
+            )
+
+
+def holding(groups: Iterable[LeakGroup]) -> set[int]:
+    """id() of every root that holds a survivor of these groups."""
+    return {r.root_id for g in groups for r in g.retentions if r.root_id is not None}
+
+
+def _by_type(objs: list[object]) -> dict[type, list[object]]:
+    grouped: dict[type, list[object]] = {}
+    for obj in objs:
+        grouped.setdefault(type(obj), []).append(obj)
+    return grouped
+
+
+def _distinct(rets: list[Retention]) -> list[Retention]:
+    """Paths that differ only in indexes, ids or line numbers are the same path."""
+    seen: set[tuple[str, ...]] = set()
+    out: list[Retention] = []
+    for r in rets:
+        shape = tuple(_NUMBERS.sub("#", step) for step in r.path)
+        if shape not in seen:
+            seen.add(shape)
+            out.append(r)
+    return out

@@ -1,0 +1,165 @@
+"""Waiting for what is visibly stopping, with one retry policy and every pause in one place.
+
+A cancelled ``threading.Timer`` needs a moment to exit, a thread the test told to stop may be on its
+way out, and a thread leaves ``threading.enumerate()`` a little before its frames let go of their
+locals. Judged at once, what those frames still hold would be reported as a leak. So survivors are
+looked up again after pauses that double (the policy of goleak's retries), within a budget; when
+nothing is running that could let go of them, there is no wait at all.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterator, Mapping
+
+from .heap import find_by_id
+from .watch import qualified_name
+
+# The first pause of a wait; each next one is twice as long.
+FIRST_PAUSE = 0.002
+# The first pause before looking again at survivors held by an older thread's running frame (a
+# pool's worker finishing the test's job takes longer than a timer's thread takes to exit).
+BUSY_FIRST_PAUSE = 0.01
+# How long the plugin waits, at most, for threads the test started (``Options.settle``).
+SETTLE_BUDGET = 0.25
+# A cancelled or fired Timer is certain to exit; on a loaded machine that can take longer than the
+# settle budget, and giving up early would report a fixed test as leaking.
+WINDING_DOWN_SECONDS = 2.0
+# How long a stopped timer chain's timers still inside their callback are waited for.
+CHAIN_SECONDS = 2.0
+# How long a timer just cancelled, or a callback handed to a loop's thread, is waited for.
+STOP_SECONDS = 1.0
+
+
+def backoff(budget: float, first: float = FIRST_PAUSE) -> Iterator[float]:
+    """The pauses of one wait: doubling from ``first``, the last one cut to end on the budget."""
+    deadline = time.monotonic() + budget
+    pause = first
+    while (remaining := deadline - time.monotonic()) > 0:
+        yield min(pause, remaining)
+        pause *= 2
+
+
+def thread_idents() -> frozenset[int]:
+    """Every thread that still has an interpreter state.
+
+    Not ``threading.enumerate()``: a thread leaves it a little before its last frames let go of
+    their locals, and those locals may be what keeps a survivor alive for that moment.
+    """
+    return frozenset(sys._current_frames())
+
+
+def _exiting(idents: frozenset[int]) -> bool:
+    """Threads that already left threading's table but whose frames are still unwinding."""
+    return bool(idents - {t.ident for t in threading.enumerate()})
+
+
+_TIMER_RUN = threading.Timer.run.__code__
+_EVENT_WAIT = threading.Event.wait.__code__
+
+
+def waiting_timers() -> set[int]:
+    """Timers still waiting for their interval: not about to finish anything, not worth waiting
+    for (a timer that is running its function is)."""
+    waiting: set[int] = set()
+    frames = sys._current_frames()
+    try:
+        for ident, frame in frames.items():
+            inner: types.FrameType | None = None
+            outer: types.FrameType | None = frame
+            while outer is not None and outer.f_code is not _TIMER_RUN:
+                inner, outer = outer, outer.f_back
+            if outer is not None and inner is not None and _called_from(inner, outer):
+                waiting.add(ident)
+            inner = outer = None
+    finally:
+        frames.clear()
+    return waiting
+
+
+def _called_from(inner: types.FrameType, outer: types.FrameType) -> bool:
+    """``inner`` is the frame of ``Event.wait`` that ``outer`` (a ``Timer.run``) called."""
+    return inner.f_code is _EVENT_WAIT and inner.f_back is outer
+
+
+def join_winding_down(timeout: float) -> bool:
+    """Wait for timers that were cancelled or fired but whose thread has not exited yet.
+
+    The Timer objects are dropped before returning: held across the next collection, they
+    would keep their callbacks' owners alive.
+    """
+    stopping = [
+        t
+        for t in threading.enumerate()
+        if isinstance(t, threading.Timer) and t.finished.is_set() and t.is_alive()
+    ]
+    for t in stopping:
+        t.join(timeout)
+    found = bool(stopping)
+    stopping.clear()
+    return found
+
+
+def settle(
+    found: list[object], budget: float, threads_before: frozenset[int]
+) -> tuple[list[object], float]:
+    """Look the survivors up again while something visibly stops, within ``budget`` seconds.
+
+    Looked up again while threads that the test started are alive or exiting, or when the set of
+    threads changed while they were looked up (a thread that exits during a collection leaves
+    its garbage for the next one). Without such threads a real leak costs one short pause.
+    Returns what is still alive (``found`` is emptied) and the seconds waited.
+    """
+    threads = thread_idents()
+    alive = list(found)  # what the window found, without a second walk over the heap
+    found.clear()
+    began = time.monotonic()  # what is reported is the waiting, not the first look-up
+    for pause in backoff(budget):
+        if not alive:
+            break
+        now = thread_idents()
+        if now == threads and not (now - threads_before):
+            break  # nothing the test started is running, and nothing changed: nothing will
+        remaining = max(0.0, budget - (time.monotonic() - began))
+        joined = join_winding_down(max(remaining, WINDING_DOWN_SECONDS))
+        time.sleep(pause)
+        count = len(alive)
+        ids = {id(o): type(o) for o in alive}
+        alive.clear()
+        threads = thread_idents()
+        alive = find_by_id(ids)
+        progress = len(alive) < count or joined or threads != now or _exiting(threads)
+        running = bool(thread_idents() - threads_before - waiting_timers())
+        if not progress and not running and thread_idents() == threads:
+            break
+    return alive, time.monotonic() - began
+
+
+def look_again(survivors: list[object], names: set[str], budget: float, first: float) -> set[str]:
+    """Let go of the survivors of these types and look them up again (a full collection each
+    time) after ``first`` seconds, then after each pause of ``backoff``, until none is left. They
+    are followed by id and type meanwhile: held here, they could not go. Returns the names of the
+    types still alive; what is alive is put back into ``survivors``."""
+    wanted: Mapping[int, type] = {
+        id(o): type(o) for o in survivors if qualified_name(type(o)) in names
+    }
+    kept = [o for o in survivors if id(o) not in wanted]
+    survivors.clear()
+    survivors.extend(kept)
+    kept.clear()
+    time.sleep(first)
+    alive = find_by_id(wanted)
+    for pause in backoff(budget, max(first * 2, BUSY_FIRST_PAUSE)):
+        if not alive:
+            break
+        wanted = {id(o): type(o) for o in alive}
+        alive.clear()
+        time.sleep(pause)
+        alive = find_by_id(wanted)
+    still = {qualified_name(type(o)) for o in alive}
+    survivors.extend(alive)
+    alive.clear()
+    return still
