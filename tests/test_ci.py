@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import TIMER_LEAK
 from pytest_leakcheck.baseline import group_fingerprint
 
 LEAKS = """
@@ -275,3 +276,60 @@ def test_report_files_are_replaced_whole(pytester: pytest.Pytester, monkeypatch)
     assert [p.name for p in pytester.path.iterdir()] == ["out.json"]  # no temporary file left
     files.write_atomic(str(target), "new content")
     assert target.read_text() == "new content"
+
+
+def test_the_json_report_is_written_when_nothing_leaked(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_it(): pass")
+    pytester.runpytest("--leakcheck", "--leakcheck-json=report.json").assert_outcomes(passed=1)
+    doc = json.loads((pytester.path / "report.json").read_text())
+    assert (doc["version"], doc["not_checked"], doc["tests"]) == (1, [], [])
+    [checked] = doc["checked"]
+    assert checked["nodeid"] == "test_the_json_report_is_written_when_nothing_leaked.py::test_it"
+    assert isinstance(checked["objects_added"], int)
+    assert checked["traced_growth_bytes"] is None  # tracemalloc only runs when a test asks
+
+
+def test_the_json_report_lists_each_leak_with_type_count_root_and_path(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(TIMER_LEAK)
+    pytester.runpytest("--leakcheck-json=report.json")
+    doc = json.loads((pytester.path / "report.json").read_text())
+    [entry] = doc["tests"]
+    assert entry["nodeid"].endswith("::test_leaks")
+    assert entry["verdict"] == "leak"
+    [leak] = entry["leaks"]
+    assert leak["type"].endswith(".User")
+    assert leak["count"] == 1
+    assert leak["root"] == "threading.Timer"
+    assert leak["path"][-1].startswith(".__self__ -> ")
+
+
+def test_xdist_workers_send_their_verdicts_to_one_summary_and_one_json(
+    pytester: pytest.Pytester,
+) -> None:
+    pytest.importorskip("xdist")
+    pytester.makepyfile(TIMER_LEAK.replace("def test_zz_stop_timers", "def _unused"))
+    serial = pytester.runpytest_subprocess("-p", "no:randomly", "--leakcheck-json=serial.json")
+    result = pytester.runpytest_subprocess(
+        "-n", "2", "--leakcheck-json=dist.json", "--junitxml=dist.xml"
+    )
+    result.assert_outcomes(passed=2, errors=1)
+    # The controller writes the JUnit XML: the leak is a failure there too, with its figures.
+    case = next(
+        c
+        for c in ET.parse(pytester.path / "dist.xml").iter("testcase")
+        if c.get("name") == "test_leaks"
+    )
+    assert case.find("failure") is not None and case.find("error") is None
+    assert any(p.get("name") == "leakcheck_verdict" for p in case.iter("property"))
+    result.stdout.fnmatch_lines(["*leakcheck summary*", "LEAK *::test_leaks: 1 x *.User*"])
+    dist = json.loads((pytester.path / "dist.json").read_text())
+    assert serial.ret == result.ret == pytest.ExitCode.TESTS_FAILED
+    serial_doc = json.loads((pytester.path / "serial.json").read_text())
+
+    def verdicts(doc):
+        return [(t["nodeid"], t["verdict"], [g["root"] for g in t["leaks"]]) for t in doc["tests"]]
+
+    assert verdicts(dist) == verdicts(serial_doc)
+    assert len(list(pytester.path.glob("*.json"))) == 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import run
+
 LEAKY_AND_CLEAN = """
     import threading
     import pytest
@@ -24,9 +26,8 @@ LEAKY_AND_CLEAN = """
 """
 
 
-def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    pytester.makepyfile(LEAKY_AND_CLEAN)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
+def run_both(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return run(pytester, LEAKY_AND_CLEAN, *args, timeout=120)
 
 
 def assert_same_verdicts(result: pytest.RunResult) -> None:
@@ -37,14 +38,14 @@ def assert_same_verdicts(result: pytest.RunResult) -> None:
 def test_with_pytest_randomly_in_any_order(pytester: pytest.Pytester) -> None:
     pytest.importorskip("pytest_randomly")
     for seed in ("1", "2"):
-        result = run(pytester, "-p", "randomly", f"--randomly-seed={seed}")
+        result = run_both(pytester, "-p", "randomly", f"--randomly-seed={seed}")
         result.assert_outcomes(passed=2, errors=1)
         assert_same_verdicts(result)
 
 
 def test_with_pytest_rerunfailures_a_rerun_is_checked_again(pytester: pytest.Pytester) -> None:
     pytest.importorskip("pytest_rerunfailures")
-    result = run(pytester, "--reruns=1")
+    result = run_both(pytester, "--reruns=1")
     # The leaking test is re-run (its teardown failed), leaks again, and is reported again.
     outcomes = result.parseoutcomes()
     assert (outcomes.get("errors"), outcomes.get("rerun")) == (1, 1), outcomes
@@ -54,7 +55,7 @@ def test_with_pytest_rerunfailures_a_rerun_is_checked_again(pytester: pytest.Pyt
 def test_with_pytest_timeout_its_timer_is_not_the_tests(pytester: pytest.Pytester) -> None:
     pytest.importorskip("pytest_timeout")
     for method in ("thread", "signal"):
-        result = run(pytester, "--timeout=30", f"--timeout-method={method}")
+        result = run_both(pytester, "--timeout=30", f"--timeout-method={method}")
         result.assert_outcomes(passed=2, errors=1)
         assert_same_verdicts(result)
         # Only the test's own timer is left running; pytest-timeout's is not reported.
@@ -98,7 +99,7 @@ def test_with_pytest_html_the_report_shows_the_leak_and_links_its_graph(
     pytester: pytest.Pytester,
 ) -> None:
     pytest.importorskip("pytest_html")
-    result = run(pytester, "--html=report.html", "--leakcheck-graphs=graphs")
+    result = run_both(pytester, "--html=report.html", "--leakcheck-graphs=graphs")
     result.assert_outcomes(passed=2, errors=1)
     html = (pytester.path / "report.html").read_text()
     assert "leakcheck: leaked 1 object of User, held by threading.Timer" in html

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_leakcheck.config import ConfigError, parse_bool, parse_percent, resolve_type_name
+from pytest_leakcheck.config import (
+    ConfigError,
+    parse_bool,
+    parse_percent,
+    parse_size,
+    resolve_type_name,
+)
 
 
 @pytest.fixture
@@ -206,3 +212,63 @@ def test_a_bad_explain_budget_ini_value_names_the_file(
 @pytest.mark.parametrize("text, expected", [("5", 5.0), (" 2.5% ", 2.5), ("0", 0.0), (100, 100.0)])
 def test_explain_budget_spellings(text: object, expected: float) -> None:
     assert parse_percent(text, name="x", source="test") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("10 MB", 10_000_000),
+        ("10MB", 10_000_000),
+        ("1.5 GiB", int(1.5 * 1024**3)),
+        ("512 B", 512),
+        ("512", 512),
+        ("64 kib", 65536),
+        (2048, 2048),
+    ],
+)
+def test_sizes_parse_with_units(text: str | int, expected: int) -> None:
+    assert parse_size(text, name="max_growth", source="test") == expected
+
+
+@pytest.mark.parametrize("text", ["10 MBs", "ten MB", "-5 MB", "", "5 TB", True, 1.5])
+def test_bad_sizes_are_refused_with_the_valid_units(text: object) -> None:
+    with pytest.raises(ConfigError, match=r"B, KB, MB, GB .* KiB, MiB, GiB"):
+        parse_size(text, name="max_growth", source="test")
+
+
+def test_a_bad_max_growth_in_a_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.leakcheck(max_growth="lots")
+        def test_it():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "'lots' is not a valid size for max_growth" in result.stderr.str()
+
+
+def test_a_bad_ini_runs_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nleakcheck_runs = many\n")
+    pytester.makepyfile("def test_it(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "'many' is not a valid value for leakcheck_runs" in result.stderr.str()
+
+
+def test_a_bad_ignore_threads_argument_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.leakcheck(ignore_threads=3)
+        def test_it():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "3 is not a valid value for ignore_threads" in result.stderr.str()

@@ -2,37 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import xml.etree.ElementTree as ET
-
 import pytest
 
-TIMER_LEAK = """
-    import threading
-    import pytest
-
-    TIMERS = []
-
-    class User:
-        def tick(self):
-            pass
-
-    @pytest.mark.leakcheck
-    def test_leaks():
-        timer = threading.Timer(60, User().tick)
-        timer.daemon = True
-        timer.start()
-        TIMERS.append(timer)
-
-    @pytest.mark.leakcheck
-    def test_clean():
-        User().tick()
-
-    def test_zz_stop_timers():
-        for timer in TIMERS:
-            timer.cancel()
-            timer.join()
-"""
+from helpers import REGISTRY_USER, TIMER_LEAK, load_json, run, source
 
 
 def test_a_leak_fails_the_run_with_a_report_that_names_type_root_and_path(
@@ -75,62 +47,6 @@ def test_clean_checked_tests_print_nothing(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
     out = result.stdout.str()
     assert "leakcheck:" not in out and "LEAK" not in out and "leakcheck summary" not in out
-
-
-def test_a_test_that_fails_by_itself_keeps_its_failure_and_says_it_was_not_checked(
-    pytester: pytest.Pytester,
-) -> None:
-    pytester.makepyfile(
-        """
-        import pytest
-
-        KEEP = []
-
-        class User:
-            pass
-
-        @pytest.mark.leakcheck
-        def test_fails():
-            KEEP.append(User())
-            assert False, "its own failure"
-        """
-    )
-    result = pytester.runpytest("--leakcheck-json=out.json")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*its own failure*", "*not checked for leaks: the test failed*"])
-    assert "LEAK" not in result.stdout.str()
-    doc = json.loads((pytester.path / "out.json").read_text())
-    assert doc["tests"] == []
-    [entry] = doc["not_checked"]
-    assert entry["nodeid"].endswith("was_not_checked.py::test_fails")
-    assert entry["reason"] == "the test failed"
-
-
-def test_the_json_report_is_written_when_nothing_leaked(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_it(): pass")
-    pytester.runpytest("--leakcheck", "--leakcheck-json=report.json").assert_outcomes(passed=1)
-    doc = json.loads((pytester.path / "report.json").read_text())
-    assert (doc["version"], doc["not_checked"], doc["tests"]) == (1, [], [])
-    [checked] = doc["checked"]
-    assert checked["nodeid"] == "test_the_json_report_is_written_when_nothing_leaked.py::test_it"
-    assert isinstance(checked["objects_added"], int)
-    assert checked["traced_growth_bytes"] is None  # tracemalloc only runs when a test asks
-
-
-def test_the_json_report_lists_each_leak_with_type_count_root_and_path(
-    pytester: pytest.Pytester,
-) -> None:
-    pytester.makepyfile(TIMER_LEAK)
-    pytester.runpytest("--leakcheck-json=report.json")
-    doc = json.loads((pytester.path / "report.json").read_text())
-    [entry] = doc["tests"]
-    assert entry["nodeid"].endswith("::test_leaks")
-    assert entry["verdict"] == "leak"
-    [leak] = entry["leaks"]
-    assert leak["type"].endswith(".User")
-    assert leak["count"] == 1
-    assert leak["root"] == "threading.Timer"
-    assert leak["path"][-1].startswith(".__self__ -> ")
 
 
 def test_the_plugin_keeps_no_reference_to_what_it_reported(pytester: pytest.Pytester) -> None:
@@ -242,63 +158,6 @@ def test_a_plugin_bug_under_warnings_as_errors_still_keeps_the_outcome(
     result.stdout.fnmatch_lines(["*simulated plugin bug*"])
 
 
-def test_unittest_test_cases_are_checked_under_the_flag(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        import sched
-        import unittest
-
-        SCHEDULER = sched.scheduler()
-
-        class User:
-            def tick(self):
-                pass
-
-        class TestUsers(unittest.TestCase):
-            def test_leaks(self):
-                SCHEDULER.enter(60, 1, User().tick)
-
-            def test_clean(self):
-                User().tick()
-        """
-    )
-    result = pytester.runpytest_subprocess("--leakcheck")
-    result.assert_outcomes(passed=2, errors=1)
-    result.stdout.fnmatch_lines(
-        ["LEAK *::TestUsers::test_leaks: 1 x *.User, retaining * (sched.Event)"]
-    )
-
-
-def test_xdist_workers_send_their_verdicts_to_one_summary_and_one_json(
-    pytester: pytest.Pytester,
-) -> None:
-    pytest.importorskip("xdist")
-    pytester.makepyfile(TIMER_LEAK.replace("def test_zz_stop_timers", "def _unused"))
-    serial = pytester.runpytest_subprocess("-p", "no:randomly", "--leakcheck-json=serial.json")
-    result = pytester.runpytest_subprocess(
-        "-n", "2", "--leakcheck-json=dist.json", "--junitxml=dist.xml"
-    )
-    result.assert_outcomes(passed=2, errors=1)
-    # The controller writes the JUnit XML: the leak is a failure there too, with its figures.
-    case = next(
-        c
-        for c in ET.parse(pytester.path / "dist.xml").iter("testcase")
-        if c.get("name") == "test_leaks"
-    )
-    assert case.find("failure") is not None and case.find("error") is None
-    assert any(p.get("name") == "leakcheck_verdict" for p in case.iter("property"))
-    result.stdout.fnmatch_lines(["*leakcheck summary*", "LEAK *::test_leaks: 1 x *.User*"])
-    dist = json.loads((pytester.path / "dist.json").read_text())
-    assert serial.ret == result.ret == pytest.ExitCode.TESTS_FAILED
-    serial_doc = json.loads((pytester.path / "serial.json").read_text())
-
-    def verdicts(doc):
-        return [(t["nodeid"], t["verdict"], [g["root"] for g in t["leaks"]]) for t in doc["tests"]]
-
-    assert verdicts(dist) == verdicts(serial_doc)
-    assert len(list(pytester.path.glob("*.json"))) == 2
-
-
 def test_a_test_failure_raised_inside_the_check_does_not_end_the_session(
     pytester: pytest.Pytester,
 ) -> None:
@@ -330,3 +189,45 @@ def test_a_test_failure_raised_inside_the_check_does_not_end_the_session(
     result = pytester.runpytest_subprocess("-W", "default")
     result.assert_outcomes(passed=2, warnings=1)
     assert "INTERNALERROR" not in result.stdout.str()
+
+
+def test_a_test_that_fails_by_itself_keeps_its_failure_and_says_it_was_not_checked(
+    pytester: pytest.Pytester,
+) -> None:
+    tests = """
+        @pytest.mark.leakcheck
+        def test_fails_by_itself():
+            User("bob")
+            assert False, "the test's own failure"
+
+
+        @pytest.mark.leakcheck
+        def test_user_session():
+            User("ann").disconnect()
+    """
+    result = run(
+        pytester, source(REGISTRY_USER, tests, disconnect="pass"), "--leakcheck-json=out.json"
+    )
+    result.assert_outcomes(passed=1, failed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_fails_by_itself _*",
+            "*AssertionError: the test's own failure",
+            "*- leakcheck -*",
+            "not checked for leaks: the test failed*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["FAILED *::test_fails_by_itself*"])
+    assert "ERROR at teardown of test_fails_by_itself" not in result.stdout.str()
+    data = load_json(pytester)
+    assert data["version"] == 1
+    assert [(e["nodeid"].split("::")[-1], e["reason"]) for e in data["not_checked"]] == [
+        ("test_fails_by_itself", "the test failed")
+    ]
+    [entry] = data["tests"]
+    assert entry["nodeid"].endswith("::test_user_session")
+    assert entry["verdict"] == "leak"
+    [group] = entry["leaks"]
+    assert group["type"].endswith(".User")
+    assert (group["count"], group["root"]) == (1, "module global")
+    assert group["path"][-1].endswith(".User")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import assert_clean, run, source
+
 SOURCES = Path(__file__).parent / "sources"
 PYTEST_HOLDERS = (SOURCES / "pytest_holders.py").read_text()
 HELD_TWICE = (SOURCES / "held_twice.py").read_text()
@@ -33,3 +35,75 @@ def test_a_timer_is_found_even_when_the_test_class_instance_holds_the_object_too
     result.stdout.fnmatch_lines(
         ["LEAK *::TestHeld::test_instance_and_timer: 1 x *.User, retaining * (threading.Timer)"]
     )
+
+
+FIXTURE_USER = """
+    import pytest
+
+
+    class User:
+        pass
+
+
+    class Server:
+        def __init__(self):
+            self.admin = User()
+"""
+
+
+def test_a_module_scoped_fixture_is_not_a_leak_of_its_first_user(
+    pytester: pytest.Pytester,
+) -> None:
+    tests = """
+        @pytest.fixture(scope="module")
+        def server():
+            return Server()  # created during the first test that asks for it, kept until the end
+
+
+        @pytest.mark.leakcheck
+        def test_first(server):
+            assert isinstance(server.admin, User)
+
+
+        @pytest.mark.leakcheck
+        def test_second(server):
+            assert isinstance(server.admin, User)
+    """
+    result = run(pytester, source(FIXTURE_USER, tests))
+    assert_clean(result, passed=2)
+
+
+def test_a_module_scoped_generator_fixture_is_not_a_leak_under_the_option(
+    pytester: pytest.Pytester,
+) -> None:
+    tests = """
+        @pytest.fixture(scope="module")
+        def user():
+            yield User()
+
+
+        def test_first(user):
+            pass
+
+
+        def test_second(user):
+            pass
+    """
+    result = run(pytester, source(FIXTURE_USER, tests), "--leakcheck", "--leakcheck-strict")
+    assert_clean(result, passed=2)
+
+
+def test_a_function_scoped_fixture_value_is_dropped_after_teardown(
+    pytester: pytest.Pytester,
+) -> None:
+    tests = """
+        @pytest.fixture
+        def user():
+            return User()
+
+
+        @pytest.mark.leakcheck
+        def test_user_session(user):
+            pass
+    """
+    assert_clean(run(pytester, source(FIXTURE_USER, tests)))

@@ -8,10 +8,7 @@ import sys
 
 import pytest
 
-
-def run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
-    pytester.makepyfile(source)
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=60)
+from helpers import run
 
 
 def test_a_daemon_timer_left_pending_is_a_leak_without_any_survivor(
@@ -229,13 +226,6 @@ def test_threads_can_be_ignored_by_name_in_the_ini_file(pytester: pytest.Pyteste
     pytester.makeini("[pytest]\nleakcheck_ignore_threads = pool-worker-* other\n")
     result = run(pytester, THREAD_LEFT.format(marker=""))
     result.assert_outcomes(passed=1)
-
-
-def test_a_bad_ignore_threads_argument_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(THREAD_LEFT.format(marker="(ignore_threads=3)"))
-    result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "3 is not a valid value for ignore_threads" in result.stderr.str()
 
 
 def test_the_asyncio_default_executor_thread_is_not_a_leak(pytester: pytest.Pytester) -> None:

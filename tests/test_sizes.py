@@ -9,7 +9,6 @@ from examples.user_session import User
 from pympler import asizeof
 
 from pytest_leakcheck import check_leaks
-from pytest_leakcheck.config import ConfigError, parse_size
 from pytest_leakcheck.sizes import retained_size
 
 SHARED_BIG = ["shared" * 100 for _ in range(2000)]  # about 1.3 MB that every holder points to
@@ -58,51 +57,6 @@ def test_what_two_survivors_share_is_theirs_together() -> None:
     del private
     assert retained_size([a]).bytes < 2000  # b holds it too
     assert retained_size([a, b]).bytes > 500_000
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("10 MB", 10_000_000),
-        ("10MB", 10_000_000),
-        ("1.5 GiB", int(1.5 * 1024**3)),
-        ("512 B", 512),
-        ("512", 512),
-        ("64 kib", 65536),
-        (2048, 2048),
-    ],
-)
-def test_sizes_parse_with_units(text: str | int, expected: int) -> None:
-    assert parse_size(text, name="max_growth", source="test") == expected
-
-
-@pytest.mark.parametrize("text", ["10 MBs", "ten MB", "-5 MB", "", "5 TB", True, 1.5])
-def test_bad_sizes_are_refused_with_the_valid_units(text: object) -> None:
-    with pytest.raises(ConfigError, match=r"B, KB, MB, GB .* KiB, MiB, GiB"):
-        parse_size(text, name="max_growth", source="test")
-
-
-def test_a_bad_max_growth_in_a_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(
-        """
-        import pytest
-
-        @pytest.mark.leakcheck(max_growth="lots")
-        def test_it():
-            pass
-        """
-    )
-    result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "'lots' is not a valid size for max_growth" in result.stderr.str()
-
-
-def test_a_bad_ini_runs_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\nleakcheck_runs = many\n")
-    pytester.makepyfile("def test_it(): pass")
-    result = pytester.runpytest()
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    assert "'many' is not a valid value for leakcheck_runs" in result.stderr.str()
 
 
 GROWTH = """
