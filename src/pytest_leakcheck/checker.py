@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from . import frozen, kinds, running, snapshot
+from . import frozen, kinds, provenance, running, snapshot
 from .cycles import Sample, Series
 from .explain import Explainer, ExplainPolicy, holding
 from .findings import Findings, Heap, LeakGroup, Pending, Proof
@@ -78,6 +79,7 @@ class LeakCheck:
         self._extra_roots: ExtraRoots = extra_roots or {}
         self._window: snapshot.Window | None = None
         self._recording = Recording(watch)
+        self._tag: int | None = None  # the test's tag (``provenance``), when tags are given
         self._series: Series | None = None
         self.foreign_threads: set[int] = set()
         self.findings: Findings | None = None
@@ -85,6 +87,7 @@ class LeakCheck:
     # -- the window ------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._tag = provenance.current()
         recording = self._recording
         try:
             recording.start(trace_memory=self.options.max_growth is not None)
@@ -146,8 +149,12 @@ class LeakCheck:
         heap = self._heap(result.objects_added, growth)
         series, self._series = self._series, None
         pending = recording.changes()
+        leftovers: tuple[Pending, ...] = ()
+        theirs: tuple[LeakGroup, ...] = ()
         if result.survivor_ids or result.root_ids:
-            groups, left, proof, waited, passive = self._investigate(result, series)
+            registered = bool(pending)
+            found = self._investigate(result, series, registered)
+            groups, left, proof, waited, passive, leftovers, theirs = found
             pending.extend(left)
         else:
             proof = Proof(disarmed=self._disarm())
@@ -166,35 +173,69 @@ class LeakCheck:
             pending=tuple(pending),
             stopped=proof,
             traced=traced,
+            leftovers=leftovers,
+            held_by_leftovers=theirs,
         )
         return self.findings
 
     # -- the steps of finish() -------------------------------------------------------------
 
     def _investigate(
-        self, result: WindowResult, series: Series | None
-    ) -> tuple[tuple[LeakGroup, ...], list[Pending], Proof, float, float]:
-        """Groups, what was left running, the proof, seconds waited and seconds explaining."""
+        self, result: WindowResult, series: Series | None, registered: bool
+    ) -> tuple[
+        tuple[LeakGroup, ...],
+        list[Pending],
+        Proof,
+        float,
+        float,
+        tuple[Pending, ...],
+        tuple[LeakGroup, ...],
+    ]:
+        """Groups, what was left running, the proof, seconds waited and seconds explaining, and
+        what earlier tests left running and hold.
+
+        ``registered``: the test left a signal handler, an exit hook or an interval timer behind,
+        which may be what holds its survivors.
+        """
         before = self._recording
-        alive, waited = settle(result.found, self.options.settle, before.threads_before)
+        pool_threads = result.pool_threads
+        # Whose roots the window saw, before waiting: a leftover chain's timers come and go.
+        other_tags = self._other_tags(result)
+        alive, waited = settle(
+            result.found, self.options.settle, before.threads_before, self._others_threads
+        )
         survivors = [o for o in alive if id(o) in result.survivor_ids]
         started = [o for o in alive if id(o) in result.root_ids]
         alive.clear()
         left: list[tuple[Pending, object]] = []
+        others: list[tuple[Pending, object]] = []
         try:
             with _threads_paused():
-                left = self._left_running(started)
+                mine, theirs = self._by_origin(started, result.pool_threads, other_tags)
+                left = self._left_running(mine)
+                others = self._leftovers(theirs)
                 # What is still running stays in ``left`` alone. A timer that ended since the
                 # window closed is a plain object now, and held here it would keep alive what
                 # its function holds.
                 started.clear()
-                explainer = self._explainer(bool(left), result.pool_threads)
+                mine.clear()
+                theirs.clear()
+                # Survivors that what others left running made are walked as well: held by it,
+                # they are its, and must not pass for this test's suspects.
+                explainer = self._explainer(
+                    bool(left), registered or bool(others), result.pool_threads
+                )
                 explaining = time.perf_counter()
                 groups = explainer.explain(survivors, series)
-                passive = 0.0 if left else time.perf_counter() - explaining
+                explained = left or registered or others
+                passive = 0.0 if explained else time.perf_counter() - explaining
             groups = explainer.drop_garbage(groups, survivors)
             groups = explainer.drop_passing(groups, survivors)
+            groups, held_by_others = self._split_by_origin(groups)
             pending = [self._judged(item, obj, groups) for item, obj in left]
+            leftovers = tuple(item for item, _ in others)
+            if self.options.stop_pending:
+                self._stop_leftovers(others)
             proof = Proof(disarmed=self._disarm())
             if self.options.stop_pending:
                 proof = dataclasses.replace(
@@ -204,7 +245,8 @@ class LeakCheck:
                         groups,
                         threads_before=before.thread_keys_before,
                         ignore_threads=self.options.ignore_threads,
-                        foreign_threads=frozenset(self.foreign_threads),
+                        foreign_threads=frozenset(self.foreign_threads) | pool_threads,
+                        tag=self._tag,
                     ),
                     disarmed=proof.disarmed,
                 )
@@ -212,7 +254,91 @@ class LeakCheck:
             survivors.clear()
             started.clear()
             left.clear()
-        return groups, pending, proof, waited, passive
+            others.clear()
+        return groups, pending, proof, waited, passive, leftovers, held_by_others
+
+    def _other_tags(self, result: WindowResult) -> set[int]:
+        """The tags of roots made by other tests (their leftovers) among what the window found."""
+        own = self._tag
+        if own is None:
+            return set()
+        tags = {provenance.tag_of(o) for o in result.found if id(o) in result.root_ids}
+        return {tag for tag in tags if tag is not None and tag != own}
+
+    def _others_threads(self) -> frozenset[int]:
+        """Idents of live threads that other tests made: nothing to wait for on this test's
+        behalf."""
+        own = self._tag
+        if own is None:
+            return frozenset()
+        return frozenset(
+            t.ident
+            for t in threading.enumerate()
+            if t.ident is not None and provenance.tag_of(t) not in (None, own)
+        )
+
+    def _by_origin(
+        self, started: list[object], pool_threads: frozenset[int], other_tags: set[int]
+    ) -> tuple[list[object], list[object]]:
+        """The roots this test made (with what its chains armed since), and those that other
+        tests' leftovers made while it ran. Without tags, every young root is the test's. The
+        workers that an older pool started for the test are the pool's (``pool_threads``)."""
+        own = self._tag
+        if own is None:
+            return list(started), []
+        mine: list[object] = []
+        theirs: list[object] = []
+        for obj in started:
+            tag = provenance.tag_of(obj)
+            (mine if tag in (None, own) else theirs).append(obj)
+        # What the chains armed since the window closed, the test's and the others'.
+        known = {id(o) for o in mine} | {id(o) for o in theirs}
+        before = self._recording.thread_keys_before
+        mine.extend(running.made_under(own, running.loops_of(mine), known, before, pool_threads))
+        for tag in other_tags | {provenance.tag_of(o) for o in theirs}:
+            if tag is not None:
+                theirs.extend(running.made_under(tag, running.loops_of(theirs), known, before))
+        return mine, theirs
+
+    def _leftovers(self, theirs: list[object]) -> list[tuple[Pending, object]]:
+        found = self._left_running(theirs)
+        return [
+            (dataclasses.replace(item, made_by=provenance.name(provenance.tag_of(obj) or 0)), obj)
+            for item, obj in found
+        ]
+
+    def _stop_leftovers(self, others: list[tuple[Pending, object]]) -> None:
+        """Stop what other tests left running, chains and all, so that it does not tick into
+        the next tests. ``others`` is emptied."""
+        by_tag: dict[int, list[tuple[Pending, object]]] = {}
+        for item, obj in others:
+            by_tag.setdefault(provenance.tag_of(obj) or 0, []).append((item, obj))
+        others.clear()
+        for tag, items in by_tag.items():
+            stop_all(
+                items,
+                [],
+                (),
+                threads_before=self._recording.thread_keys_before,
+                ignore_threads=self.options.ignore_threads,
+                foreign_threads=frozenset(self.foreign_threads),
+                tag=tag or None,
+            )
+        by_tag.clear()
+
+    def _split_by_origin(
+        self, groups: tuple[LeakGroup, ...]
+    ) -> tuple[tuple[LeakGroup, ...], tuple[LeakGroup, ...]]:
+        """Groups held only by roots another test made are that test's, not this one's."""
+        own = self._tag
+        if own is None:
+            return groups, ()
+        theirs = tuple(
+            g
+            for g in groups
+            if g.retentions and all(r.root_tag not in (None, own) for r in g.retentions)
+        )
+        return tuple(g for g in groups if g not in theirs), theirs
 
     def _left_running(self, started: list[object]) -> list[tuple[Pending, object]]:
         return running.left_running(
@@ -222,10 +348,14 @@ class LeakCheck:
             site_of=self._recording.site_of,
         )
 
-    def _explainer(self, something_running: bool, pool_threads: frozenset[int]) -> Explainer:
+    def _explainer(
+        self, something_running: bool, registered: bool, pool_threads: frozenset[int]
+    ) -> Explainer:
         options = self.options
-        # Repeated passive suspects are not walked again, unless the test left something
-        # running that could be what holds them this time.
+        # Repeated passive suspects are not walked again, and none is once the time for them is
+        # spent, unless the test left something running or registered that could be what holds
+        # them this time: a leak held by it must never pass for a suspect.
+        left_something = something_running or registered
         policy = ExplainPolicy(
             strict=options.strict,
             max_traced_per_type=options.max_traced_per_type,
@@ -233,8 +363,8 @@ class LeakCheck:
             graphs=options.graphs,
             sizes=options.sizes,
             settle=options.settle,
-            skip_types=frozenset() if something_running else options.skip_tracing,
-            walk_suspects=something_running or options.explain_suspects,
+            skip_types=frozenset() if left_something else options.skip_tracing,
+            walk_suspects=left_something or options.explain_suspects,
             something_running=something_running,
         )
         older = self._recording.threads_before | pool_threads

@@ -123,6 +123,9 @@ class Pending:
     # suspect. Servers and workers that end a little after their test are common in real
     # suites; a marked (strict) check fails on it.
     passive: bool = False
+    # Made by another test (its node id) and found still running while this one was checked:
+    # listed and stopped, never this test's verdict.
+    made_by: str | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -150,6 +153,7 @@ class Proof:
     outcomes: tuple[StopOutcome, ...] = ()
     disarmed: tuple[str, ...] = ()  # interval timers put back to zero
     still_alive: tuple[tuple[str, int], ...] = ()  # survivors of leaked types that stayed
+    rearmed: int = 0  # what the test's chains armed again while they were being stopped
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,10 @@ class Findings:
     pending: tuple[Pending, ...] = ()  # what the block started and left running
     stopped: Proof = field(default_factory=Proof)
     traced: bool = False  # creation sites were recorded
+    # What earlier tests left running that this check found (``Pending.made_by``), and what of
+    # this test's survivors those hold: theirs, not this test's.
+    leftovers: tuple[Pending, ...] = ()
+    held_by_leftovers: tuple[LeakGroup, ...] = ()
 
     @property
     def proof(self) -> tuple[str, ...]:

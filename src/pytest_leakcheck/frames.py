@@ -13,7 +13,7 @@ import threading
 import types
 from collections.abc import Mapping
 
-from . import describe, kinds
+from . import describe, kinds, provenance
 from .kinds import RootInfo
 
 _PACKAGE_DIR = __file__.rpartition("/")[0] if "/" in __file__ else ""
@@ -107,7 +107,9 @@ class FrameIndex:
                 kinds.UNKNOWN, f"a local variable in the test runner's thread {thread.name!r}"
             )
         kind = kinds.TIMER if isinstance(thread, threading.Timer) else kinds.THREAD
-        return RootInfo(kind, describe.root(thread), holder=id(thread))
+        return RootInfo(
+            kind, describe.root(thread), holder=id(thread), tag=provenance.tag_of(thread)
+        )
 
     def _index(self, frame: types.FrameType, info: RootInfo) -> None:
         if not frame.f_code.co_flags & 0x1:  # not CO_OPTIMIZED: module or class body code

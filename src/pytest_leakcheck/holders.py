@@ -66,6 +66,10 @@ def _pytest_holders(item: pytest.Item) -> dict[int, RootInfo]:
             found[id(records)] = RootInfo(
                 FIXTURE, f"the log records pytest's logging plugin keeps ({attr})"
             )
+    # What pytest and its plugins keep for the test in its stash until the end of its teardown
+    # (the logging plugin's records of each phase, with their arguments); the check now runs
+    # inside the teardown.
+    found[id(item.stash)] = RootInfo(FIXTURE, "what pytest keeps in this test's stash")
     # The value a doctest example displayed last, kept by sys.displayhook in builtins._.
     last = builtins.__dict__.get("_")
     if last is not None:

@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from . import describe
+from . import describe, provenance
 
 TIMER = "threading.Timer"
 THREAD = "threading.Thread"
@@ -105,15 +105,18 @@ class RootInfo:
     busy_elsewhere: bool = False
     # id() of the object that is the root (a running frame's thread), when there is one.
     holder: int | None = None
+    tag: int | None = None  # the test that made it (``provenance``), when known
 
 
 @dataclass(frozen=True)
 class Root:
-    """What a path was classified as: the kind, its description, and id() of the holder."""
+    """What a path was classified as: the kind, its description, id() of the holder, and the
+    test that made the holder (``provenance``), when known."""
 
     kind: str
     description: str
     holder: int | None
+    tag: int | None = None
 
 
 def _timer_pending(obj: object) -> bool:
@@ -165,9 +168,9 @@ def classify(path: Sequence[object], root: RootInfo | None, top: object) -> Root
             except Exception:  # a hostile subclass must not break the report
                 hit = False
             if hit:
-                return Root(kind, describe.root(obj), id(obj))
+                return Root(kind, describe.root(obj), id(obj), provenance.tag_of(obj))
     if root is not None:
-        return Root(root.kind, root.description, root.holder)
+        return Root(root.kind, root.description, root.holder, root.tag)
     if isinstance(top, types.ModuleType):
         return Root(MODULE_GLOBAL, f"module {describe.safe_name(top)}", id(top))
     if isinstance(top, type):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from . import baseline, report, snapshot
+from . import baseline, provenance, report, snapshot
 from . import config as cfg
 from .budget import ExplainBudget
 from .checker import LeakCheck, Options
@@ -30,6 +30,8 @@ SETTINGS_KEY = pytest.StashKey[cfg.Settings]()
 ITEM_KEY = pytest.StashKey[cfg.ItemSettings]()
 CHECK_KEY = pytest.StashKey[LeakCheck]()
 FAILED_KEY = pytest.StashKey[str]()
+# The check's findings as report data, and the graph files written, once the window has ended.
+JUDGED_KEY = pytest.StashKey[tuple[dict[str, Any], list[str]]]()
 
 NOT_CHECKED = (
     "not checked for leaks: the test {what}, and its traceback keeps its frames and locals alive, "
@@ -171,6 +173,8 @@ class LeakcheckSession:
         self.outputs = Outputs(config, settings.json_path)
         self.known = self.outputs.known_leaks()
         self.outputs.check_paths()
+        self.tagging = False  # threads and events are tagged with the test that made them
+        self.leftovers: list[dict[str, Any]] = []  # what tests left that later checks found
         self.no_frozen: Counter[str] = Counter()  # why checks could not freeze, and how often
         self.no_frozen_noted: str | None = None  # what the line after collection already said
 
@@ -195,9 +199,12 @@ class LeakcheckSession:
         return found if found is not None and found.checked else None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """Say once, before the tests run, that checks cannot freeze the heap, and the cost."""
+        """When some test is checked: tag what each test makes from now on (``provenance``), and
+        say once, before the tests run, that checks cannot freeze the heap, and the cost."""
         if not any(self._item_settings(item) for item in session.items):
             return
+        provenance.install()
+        self.tagging = True
         why = snapshot.no_frozen_window()
         if why is None:
             return
@@ -215,9 +222,14 @@ class LeakcheckSession:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        # Every test gets a tag, checked or not: what an unchecked test leaves running must not
+        # pass for the next checked test's.
+        token = provenance.begin(item.nodeid)[1] if self.tagging else None
         try:
             return (yield)
         finally:
+            if token is not None:
+                provenance.end(token)
             # If the protocol was cut short (pytest.exit, KeyboardInterrupt), never leave the
             # collector frozen.
             check = item.stash.get(CHECK_KEY, None)
@@ -230,7 +242,10 @@ class LeakcheckSession:
         settings = self._item_settings(item)
         if settings is not None:
             self._guard(item, "starting the check", lambda: self._start(item, settings))
-        return (yield)
+        try:
+            return (yield)
+        finally:
+            self._end_window_before_wider_fixtures(item)
 
     def _start(self, item: pytest.Item, settings: cfg.ItemSettings) -> None:
         watch = WatchFilter(
@@ -277,12 +292,35 @@ class LeakcheckSession:
         finally:
             self.fixture_threads.update({thread_key(t) for t in threading.enumerate()} - before)
 
+    def _end_window_before_wider_fixtures(self, item: pytest.Item) -> None:
+        """Make ending the window the test's last finalizer.
+
+        pytest runs a test's own finalizers (its function-scoped fixtures' teardown) last-in
+        first-out, and only then those of the module, class or session whose last test it is.
+        Put first in the test's list, this one runs after all of them and before any wider
+        fixture's teardown: the last test on a module's event loop is judged while that loop
+        still holds what the test left on it. pytest offers no call to put a finalizer first;
+        where its list is not where it has been from pytest 7 to 9, the window ends with the
+        teardown report, after the wider fixtures' teardown, as it always could.
+        """
+        entry = getattr(getattr(item.session, "_setupstate", None), "stack", {}).get(item)
+        finalizers = entry[0] if isinstance(entry, tuple) and entry else None
+        if CHECK_KEY in item.stash and isinstance(finalizers, list):
+            finalizers.insert(0, lambda: self._end_window(item))
+
+    def _end_window(self, item: pytest.Item) -> None:
+        check = item.stash.get(CHECK_KEY, None)
+        if check is None or FAILED_KEY in item.stash:
+            return  # judged or aborted when the report comes
+        del item.stash[CHECK_KEY]
+        self._guard(item, "checking for leaks", lambda: self._judge(item, check))
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         rep = yield
-        if CHECK_KEY not in item.stash:
+        if CHECK_KEY not in item.stash and JUDGED_KEY not in item.stash:
             return rep
         if call.when in ("setup", "call") and not rep.passed:
             what = "failed" if rep.failed else "was skipped"
@@ -290,18 +328,33 @@ class LeakcheckSession:
             if rep.failed:
                 rep.sections.append(("leakcheck", NOT_CHECKED.format(what=what)))
         elif call.when == "teardown":
-            check = item.stash[CHECK_KEY]
-            del item.stash[CHECK_KEY]
-            failed = item.stash.get(FAILED_KEY, None) or ("failed" if not rep.passed else None)
-            if failed is not None:
-                check.abort()
-                if failed == "failed":
-                    self.not_checked.append({"nodeid": item.nodeid, "reason": f"the test {failed}"})
-                return rep
-            self._guard(item, "checking for leaks", lambda: self._finish(item, check, rep))
+            self._report(item, rep)
         return rep
 
-    def _finish(self, item: pytest.Item, check: LeakCheck, rep: pytest.TestReport) -> None:
+    def _report(self, item: pytest.Item, rep: pytest.TestReport) -> None:
+        """The teardown report: the check's verdict, judged now if no finalizer did earlier."""
+        check = item.stash.get(CHECK_KEY, None)
+        if check is not None:
+            del item.stash[CHECK_KEY]
+        judged = item.stash.get(JUDGED_KEY, None)
+        if judged is not None:
+            del item.stash[JUDGED_KEY]
+        failed = item.stash.get(FAILED_KEY, None) or ("failed" if not rep.passed else None)
+        if failed is not None:
+            if check is not None:
+                check.abort()
+            if failed == "failed":
+                self.not_checked.append({"nodeid": item.nodeid, "reason": f"the test {failed}"})
+            return
+        if check is not None:
+            self._guard(item, "checking for leaks", lambda: self._judge(item, check))
+            judged = item.stash.get(JUDGED_KEY, None)
+            if judged is not None:
+                del item.stash[JUDGED_KEY]
+        if judged is not None:
+            self._apply(rep, *judged)
+
+    def _judge(self, item: pytest.Item, check: LeakCheck) -> None:
         # pytest drops the test's fixture values right after this hook; a value still listed
         # here is not held by anything the test left behind.
         funcargs = getattr(item, "funcargs", None)
@@ -316,12 +369,17 @@ class LeakcheckSession:
         except BaseException:
             check.abort()
             raise
-        # Carried to the xdist controller on the report, also for clean tests (their heap).
         data = report.findings_data(findings)
         baseline.add_fingerprints(data)
         baseline.apply(data, self.known)
-        add_html_links(rep, self.outputs.write_graphs(item.nodeid, findings, data))
+        graphs = self.outputs.write_graphs(item.nodeid, findings, data)
         self.budget.record(findings, lenient=not check.options.strict)
+        item.stash[JUDGED_KEY] = (data, graphs)
+
+    def _apply(self, rep: pytest.TestReport, data: dict[str, Any], graphs: list[str]) -> None:
+        """Put the verdict on the teardown report: a leak fails it."""
+        add_html_links(rep, graphs)
+        # Carried to the xdist controller on the report, also for clean tests (their heap).
         rep.leakcheck = data  # type: ignore[attr-defined]
         if data["verdict"] is None:
             return
@@ -359,6 +417,9 @@ class LeakcheckSession:
             why = data.get("no_frozen_window")
             if why:
                 self.no_frozen[why] += 1
+            self.leftovers.extend(
+                {"found_in": report.nodeid, **left} for left in data.get("leftovers") or ()
+            )
             heap = data.get("heap") or {}
             self.heaps.append({"nodeid": report.nodeid, **heap})
             if data.get("verdict") is not None:
@@ -376,6 +437,8 @@ class LeakcheckSession:
             terminalreporter.write_line(
                 f"leakcheck: {n} test(s) compared the whole heap: no frozen window ({why})"
             )
+        for line in report.leftover_lines(self.leftovers):
+            terminalreporter.write_line(line)
         if not self.entries:
             return
         # From the reports, not counters of this process: under xdist the workers checked.
@@ -391,5 +454,11 @@ class LeakcheckSession:
         extra = {
             "not_checked": self.not_checked,
             "checked": sorted(self.heaps, key=lambda e: e["nodeid"]),
+            "leftovers": self.leftovers,
         }
         self.outputs.write_all(entries, extra, session)
+
+    def pytest_unconfigure(self) -> None:
+        if self.tagging:
+            provenance.uninstall()
+            self.tagging = False

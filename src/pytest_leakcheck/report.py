@@ -80,6 +80,13 @@ def findings_data(findings: Findings) -> dict[str, Any]:
             for p in findings.pending
         ],
         "proof": list(findings.proof),
+        # What earlier tests left running (and what of this test's objects it held), found and
+        # stopped during this check: never this test's verdict.
+        "leftovers": [
+            {"kind": p.kind, "description": p.description, "made_by": p.made_by}
+            for p in findings.leftovers
+        ],
+        "held_by_leftovers": [group_data(g) for g in findings.held_by_leftovers],
         "traced": findings.traced,
         "snapshot": findings.mode,
         "no_frozen_window": findings.no_frozen_window or None,
@@ -293,6 +300,18 @@ def session_summary(entries: Sequence[Mapping[str, Any]], explain_budget: float)
         if suspects
         else f"{leaks} leaking test(s)"
     )
+    return lines
+
+
+def leftover_lines(leftovers: Sequence[Mapping[str, Any]], limit: int = 10) -> list[str]:
+    """What tests left running that later checks found, and stopped."""
+    lines = [
+        f"leakcheck: {left['made_by']} left {left['kind']} running, found and stopped while "
+        f"{left['found_in']} was checked: {left['description']}"
+        for left in leftovers[:limit]
+    ]
+    if len(leftovers) > limit:
+        lines.append(f"... and {len(leftovers) - limit} more (see the JSON report)")
     return lines
 
 

@@ -53,6 +53,7 @@ class Retention:
     not_walked: NotWalked | None = None
     # id() of the root object (a timer, a thread...): which of the things left running it is.
     root_id: int | None = None
+    root_tag: int | None = None  # the test that made the root (``provenance``), when known
 
     @classmethod
     def unwalked(cls, why: NotWalked) -> Retention:
@@ -337,4 +338,5 @@ def _describe(
         dot=dot,
         busy_elsewhere=busy,
         root_id=root.holder,
+        root_tag=root.tag,
     )

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures.thread
+import contextlib
 import fnmatch
 import gc
 import importlib
+import logging
 import sched
 import signal
 import threading
@@ -20,12 +22,13 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from . import describe
+from . import describe, provenance
 from .findings import Pending
 from .kinds import (
     ATEXIT,
     HANDLE,
     ITIMER,
+    LOGGING_HANDLER,
     SCHED_EVENT,
     SIGNAL_HANDLER,
     TASK,
@@ -44,6 +47,7 @@ _ROOT_TYPES: tuple[type, ...] = (
     asyncio.Task,
     _PyTask,
     sched.Event,
+    logging.Handler,
 )
 
 # Threads that the standard library starts lazily and keeps on purpose; a test that happens to be
@@ -93,6 +97,8 @@ def maybe_pending(obj: object) -> bool:
             return not obj.cancelled()
         if isinstance(obj, asyncio.Future):
             return not obj.done()
+        if isinstance(obj, logging.Handler):
+            return _attached(obj)
         return isinstance(obj, sched.Event)
     except Exception:  # a hostile subclass: look at it on the slow path
         return True
@@ -129,6 +135,12 @@ def _dict_of(obj: object) -> object:
         return None
 
 
+def _attached(handler: logging.Handler) -> bool:
+    """Whether a logger holds this handler (the root logger, or any named one)."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return any(handler in getattr(logger, "handlers", ()) for logger in loggers)
+
+
 def _loop_alive(loop: object) -> bool:
     closed = getattr(loop, "is_closed", None)
     return callable(closed) and not closed()
@@ -156,7 +168,51 @@ def pending_kind(obj: object, ignore_threads: Sequence[str]) -> str | None:
         return TASK if not obj.done() and _loop_alive(obj.get_loop()) else None
     if isinstance(obj, sched.Event):
         return SCHED_EVENT if queued_event(obj) is not None else None
+    if isinstance(obj, logging.Handler):
+        return LOGGING_HANDLER if _attached(obj) else None
     return None
+
+
+def loops_of(roots: Iterable[object]) -> list[asyncio.AbstractEventLoop]:
+    """The event loops that these handles and tasks are on, each once."""
+    loops: list[asyncio.AbstractEventLoop] = []
+    for obj in roots:
+        loop = getattr(obj, "_loop", None)
+        if isinstance(loop, asyncio.AbstractEventLoop) and all(loop is not seen for seen in loops):
+            loops.append(loop)
+    return loops
+
+
+def made_under(
+    tag: int,
+    loops: Iterable[asyncio.AbstractEventLoop],
+    known: set[int],
+    threads_before: frozenset[ThreadKey],
+    not_threads: frozenset[int] = frozenset(),
+) -> list[object]:
+    """Timers, threads, and handles and tasks on ``loops``, made under ``tag`` and not ``known``
+    (ids); not threads that ran before the check (another plugin's, started for the test before
+    its window), nor threads whose ident is in ``not_threads`` (the workers of an older pool).
+
+    What a chain armed after the window closed: its next timer, its next handle. Pending or not:
+    ``left_running`` tells.
+    """
+    found: list[object] = [
+        t
+        for t in threading.enumerate()
+        if id(t) not in known
+        and t.ident not in not_threads
+        and thread_key(t) not in threads_before
+        and provenance.tag_of(t) == tag
+    ]
+    for loop in loops:
+        queued = [*getattr(loop, "_scheduled", ()), *getattr(loop, "_ready", ())]
+        # RuntimeError: the loop's tasks changed while they were listed; the next look sees them.
+        with contextlib.suppress(RuntimeError):
+            queued.extend(asyncio.all_tasks(loop))
+        found.extend(h for h in queued if id(h) not in known and provenance.tag_of(h) == tag)
+        queued.clear()
+    return found
 
 
 def left_running(

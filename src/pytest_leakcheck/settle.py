@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from .heap import find_by_id
 from .watch import qualified_name
@@ -104,23 +104,32 @@ def join_winding_down(timeout: float) -> bool:
 
 
 def settle(
-    found: list[object], budget: float, threads_before: frozenset[int]
+    found: list[object],
+    budget: float,
+    threads_before: frozenset[int],
+    not_the_tests: Callable[[], frozenset[int]] = frozenset,
 ) -> tuple[list[object], float]:
     """Look the survivors up again while something visibly stops, within ``budget`` seconds.
 
     Looked up again while threads that the test started are alive or exiting, or when the set of
     threads changed while they were looked up (a thread that exits during a collection leaves
     its garbage for the next one). Without such threads a real leak costs one short pause.
-    Returns what is still alive (``found`` is emptied) and the seconds waited.
+    ``not_the_tests`` names threads that are new but not the test's (what earlier tests left
+    running): they are not waited for. Returns what is still alive (``found`` is emptied) and
+    the seconds waited.
     """
-    threads = thread_idents()
+
+    def threads_now() -> frozenset[int]:
+        return thread_idents() - not_the_tests()
+
+    threads = threads_now()
     alive = list(found)  # what the window found, without a second walk over the heap
     found.clear()
     began = time.monotonic()  # what is reported is the waiting, not the first look-up
     for pause in backoff(budget):
         if not alive:
             break
-        now = thread_idents()
+        now = threads_now()
         if now == threads and not (now - threads_before):
             break  # nothing the test started is running, and nothing changed: nothing will
         remaining = max(0.0, budget - (time.monotonic() - began))
@@ -129,11 +138,11 @@ def settle(
         count = len(alive)
         ids = {id(o): type(o) for o in alive}
         alive.clear()
-        threads = thread_idents()
+        threads = threads_now()
         alive = find_by_id(ids)
         progress = len(alive) < count or joined or threads != now or _exiting(threads)
-        running = bool(thread_idents() - threads_before - waiting_timers())
-        if not progress and not running and thread_idents() == threads:
+        running = bool(threads_now() - threads_before - waiting_timers())
+        if not progress and not running and threads_now() == threads:
             break
     return alive, time.monotonic() - began
 

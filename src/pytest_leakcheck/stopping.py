@@ -14,6 +14,7 @@ import contextlib
 import re
 import sched
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -21,12 +22,14 @@ from . import describe
 from .findings import LeakGroup, Pending, Proof, StopOutcome
 from .heap import find_by_id
 from .kinds import HANDLE, SCHED_EVENT, TASK, THREAD, TIMER, TIMER_HANDLE
-from .running import ThreadKey, left_running, queued_event, thread_key
+from .running import ThreadKey, left_running, made_under, queued_event, thread_key
 from .settle import CHAIN_SECONDS, STOP_SECONDS
 from .watch import qualified_name
 
-# A chain re-arms while it is stopped: this many rounds of looking for what it re-armed, at most.
+# A chain re-arms while it is stopped: this many rounds of looking for what it re-armed, at most
+# (with tags, until nothing the test made is pending, within ``CHAIN_SECONDS``).
 MAX_ROUNDS = 4
+MAX_TAGGED_ROUNDS = 50
 
 # Numbers and dict keys: what tells one timer of a chain from the next.
 _NUMBERS = re.compile(r"\d+|\['[^']*'\]")
@@ -90,10 +93,15 @@ def callback_function(obj: object) -> object:
 
 
 class _Chains:
-    """What was stopped, remembered so that what a chain re-armed meanwhile can be found."""
+    """What was stopped, remembered so that what a chain re-armed meanwhile can be found.
 
-    def __init__(self, threads_before: frozenset[ThreadKey]) -> None:
+    With the test's tag, whatever it made that is still pending is found directly (``running.
+    made_under``): a chain's next timer, armed by a callback in flight, carries the tag too.
+    """
+
+    def __init__(self, threads_before: frozenset[ThreadKey], tag: int | None) -> None:
         self._threads_before = threads_before
+        self._tag = tag
         self.callbacks: set[object] = set()
         self.loops: list[object] = []
 
@@ -124,6 +132,10 @@ class _Chains:
         for loop in self.loops:
             queued = [*getattr(loop, "_scheduled", ()), *getattr(loop, "_ready", ())]
             candidates.extend(h for h in queued if _in(self.callbacks, callback_function(h)))
+        if self._tag is not None:
+            loops = [loop for loop in self.loops if isinstance(loop, asyncio.AbstractEventLoop)]
+            known = {id(c) for c in candidates}
+            candidates.extend(made_under(self._tag, loops, known, self._threads_before))
         return candidates
 
     def await_in_callback(self) -> bool:
@@ -168,6 +180,7 @@ def stop_all(
     threads_before: frozenset[ThreadKey],
     ignore_threads: tuple[str, ...],
     foreign_threads: frozenset[int],
+    tag: int | None = None,
 ) -> Proof:
     """Cancel what can be cancelled, one at a time, and note what each freed.
 
@@ -181,10 +194,16 @@ def stop_all(
     # Tasks first: cancelling a task also cancels the timers of the sleep it waits in.
     running.sort(key=lambda entry: entry[0].kind != TASK)
     outcomes: list[StopOutcome] = []
-    chains = _Chains(threads_before)
-    for _ in range(MAX_ROUNDS):
+    chains = _Chains(threads_before, tag)
+    deadline = time.monotonic() + CHAIN_SECONDS
+    rearmed = 0
+    tried: set[int] = set()  # stopped once: a thread that cannot be stopped is not tried again
+    for round_ in range(MAX_TAGGED_ROUNDS if tag is not None else MAX_ROUNDS):
+        if round_:
+            rearmed += len(running)
         while running:
             item, obj = running.pop(0)
+            tried.add(id(obj))
             chains.note(obj)
             outcome = _stop_one(item, obj)
             obj = None
@@ -196,27 +215,36 @@ def stop_all(
                 remaining = {key: name for key, name in remaining.items() if key in still}
                 outcome = StopOutcome(outcome.action, True, tuple(sorted(freed.items())))
             outcomes.append(outcome)
-        if not remaining:
+        if not remaining and tag is None:
             break
-        running = _still_running(chains.rearmed(), ignore_threads, foreign_threads)
+        if time.monotonic() > deadline:
+            break
+        running = _still_running(chains.rearmed(), ignore_threads, foreign_threads, tried)
         if not running and chains.await_in_callback():
             # A cancelled timer of the chain was still in its callback, which may have armed the
             # next timer after the look above: looked for too early, that one escapes and ticks
             # into the next test.
-            running = _still_running(chains.rearmed(), ignore_threads, foreign_threads)
+            running = _still_running(chains.rearmed(), ignore_threads, foreign_threads, tried)
         if not running:
             break
     chains.clear()
     still_alive = Counter(remaining.values())
-    return Proof(outcomes=_merged(outcomes), still_alive=tuple(sorted(still_alive.items())))
+    return Proof(
+        outcomes=_merged(outcomes),
+        still_alive=tuple(sorted(still_alive.items())),
+        rearmed=rearmed,
+    )
 
 
 def _still_running(
-    candidates: list[object], ignore_threads: tuple[str, ...], foreign_threads: frozenset[int]
+    candidates: list[object],
+    ignore_threads: tuple[str, ...],
+    foreign_threads: frozenset[int],
+    tried: set[int],
 ) -> list[tuple[Pending, object]]:
     try:
         return left_running(
-            candidates,
+            [c for c in candidates if id(c) not in tried],
             ignore_threads=ignore_threads,
             foreign_threads=foreign_threads,
             site_of=lambda obj: None,
