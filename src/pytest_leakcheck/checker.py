@@ -222,12 +222,13 @@ class LeakCheck:
                 theirs.clear()
                 # Survivors that what others left running made are walked as well: held by it,
                 # they are its, and must not pass for this test's suspects.
+                others_alive = bool(others) or bool(self._others_threads())
                 explainer = self._explainer(
-                    bool(left), registered or bool(others), result.pool_threads
+                    bool(left), registered or others_alive, result.pool_threads
                 )
                 explaining = time.perf_counter()
                 groups = explainer.explain(survivors, series)
-                explained = left or registered or others
+                explained = left or registered or others_alive
                 passive = 0.0 if explained else time.perf_counter() - explaining
             groups = explainer.drop_garbage(groups, survivors)
             groups = explainer.drop_passing(groups, survivors)

@@ -33,7 +33,8 @@ TEST: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 
 _serials = itertools.count(1)
 _names: dict[int, str] = {}  # tag -> the test's node id
-_threads: dict[int, tuple[tuple[int | None, int | None], int]] = {}  # id -> (identity, tag)
+# id -> (identity, tag); the identity is None until the thread has started.
+_threads: dict[int, tuple[tuple[int | None, int | None] | None, int]] = {}
 _events: dict[int, tuple[float, int, int]] = {}  # id -> (time, sequence, tag)
 _lock = threading.Lock()
 _real_start: Callable[..., Any] | None = None
@@ -62,16 +63,20 @@ def current() -> int | None:
     tag = TEST.get()
     if tag is not None:
         return tag
-    thread = threading.current_thread()
+    return _thread_tag(threading.current_thread())
+
+
+def _thread_tag(thread: threading.Thread) -> int | None:
     found = _threads.get(id(thread))
-    return found[1] if found is not None and found[0] == _identity(thread) else None
+    if found is None or found[0] not in (None, _identity(thread)):
+        return None  # another thread object that had the same id()
+    return found[1]
 
 
 def tag_of(obj: object) -> int | None:
     """The tag ``obj`` was given when it was made, or None (made before, or not known)."""
     if isinstance(obj, threading.Thread):
-        found = _threads.get(id(obj))
-        return found[1] if found is not None and found[0] == _identity(obj) else None
+        return _thread_tag(obj)
     if isinstance(obj, asyncio.Handle):
         context = getattr(obj, "_context", None)
         return context.get(TEST) if isinstance(context, contextvars.Context) else None
@@ -92,13 +97,18 @@ def _identity(thread: threading.Thread) -> tuple[int | None, int | None]:
 
 def _start(real: Callable[..., Any], self: threading.Thread, *args: Any, **kwargs: Any) -> Any:
     tag = current()
+    if tag is None:
+        return real(self, *args, **kwargs)
+    # Noted before the thread runs: a timer's callback may start the next timer before start()
+    # has even returned here, on a loaded machine.
+    with _lock:
+        if len(_threads) >= _SWEEP_AT:
+            _sweep_threads()
+        _threads[id(self)] = (None, tag)
     result = real(self, *args, **kwargs)
-    # After start(): the thread has an ident and a native id by now.
-    if tag is not None:
-        with _lock:
-            if len(_threads) >= _SWEEP_AT:
-                _sweep_threads()
-            _threads[id(self)] = (_identity(self), tag)
+    with _lock:
+        if _threads.get(id(self)) == (None, tag):
+            _threads[id(self)] = (_identity(self), tag)  # an ident and a native id by now
     return result
 
 

@@ -51,9 +51,13 @@ def stop(obj: object, kind: str) -> str | None:
         return f"cancelling {kind} calling {what}"
     if kind == TASK and isinstance(obj, asyncio.Task):
         loop = obj.get_loop()
-        if not loop.is_running():
-            return None  # cancel() would only take effect when the loop runs again
+        if loop.is_closed():
+            return None
         _in_loop_thread(loop, obj.cancel)
+        if not loop.is_running():
+            # Its next step raises CancelledError when the loop runs again (the next test on a
+            # module's loop): it never ticks again, but what it holds goes only then.
+            return f"cancelling asyncio.Task {obj.get_name()!r} (done when its loop runs again)"
         return f"cancelling asyncio.Task {obj.get_name()!r}"
     if kind == SCHED_EVENT and isinstance(obj, sched.Event):
         scheduler = queued_event(obj)
