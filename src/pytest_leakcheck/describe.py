@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sched
+import sysconfig
 import threading
 import types
 from typing import Any
 
 _MAX = 80
+
+# Where the standard library and installed packages live: a file there is shown relative to its
+# directory ("threading.py", "tornado/ioloop.py"), as tracebacks name modules, not machines.
+_LIBRARY_DIRS = sorted(
+    {
+        os.path.normcase(os.path.realpath(p)) + os.sep
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (p := sysconfig.get_paths().get(key))
+    },
+    key=len,
+    reverse=True,
+)
+
+
+def shown_path(filename: str) -> str:
+    """A source file as a report shows it: relative to the standard library or site-packages,
+    or to the working directory (the project's own files); anything else as it is."""
+    if filename.startswith("<"):
+        return filename
+    path = os.path.normcase(os.path.realpath(filename))
+    for directory in _LIBRARY_DIRS:
+        if path.startswith(directory):
+            return path[len(directory) :]
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return filename
+    return filename if relative.startswith("..") else relative
 
 
 def escape(text: str, limit: int = _MAX) -> str:
@@ -91,7 +121,9 @@ def short(obj: object) -> str:
         return f"class {type_name(obj)}"
     if isinstance(obj, types.FrameType):
         code = obj.f_code
-        return f"frame of {code.co_name} ({escape(code.co_filename, 200)}:{obj.f_lineno})"
+        return (
+            f"frame of {code.co_name} ({escape(shown_path(code.co_filename), 200)}:{obj.f_lineno})"
+        )
     if isinstance(obj, types.MethodType):
         return f"bound method {callable_name(obj)}"
     if isinstance(obj, types.FunctionType):
@@ -119,7 +151,7 @@ def _suspended_at(coro: object) -> str:
     frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
     if frame is None:
         return ""
-    return f" (at {escape(frame.f_code.co_filename, 200)}:{frame.f_lineno})"
+    return f" (at {escape(shown_path(frame.f_code.co_filename), 200)}:{frame.f_lineno})"
 
 
 def root(obj: object) -> str:
