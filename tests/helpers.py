@@ -54,14 +54,15 @@ def assert_leaked(
     test: str = "test_user_session",
     type_name: str = "User",
     passed: int = 1,
-    errors: int = 1,
+    failed: int = 1,
 ) -> None:
-    """The test failed at teardown with a leak report naming the type, the root kind and a step."""
-    result.assert_outcomes(passed=passed, errors=errors)
+    """The test failed, after its body passed, with a leak report naming the type, the root kind
+    and a step."""
+    result.assert_outcomes(passed=passed, failed=failed)
     result.stdout.fnmatch_lines(
         [
-            f"*ERROR at teardown of *{test}*",
-            f"leakcheck: leaked 1 object of {type_name}, held by {root}",
+            f"*_ *{test}* _*",
+            f"leakcheck: leaked 1 object of {type_name}, held by {root}, retaining *",
             f"LEAK: 1 x *.{type_name}, retaining *, held by {root}: *",
             step,
             "*hint: *",

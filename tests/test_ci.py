@@ -80,7 +80,7 @@ def test_a_baseline_lets_known_leaks_pass_and_new_ones_fail(pytester: pytest.Pyt
     recorded = pytester.runpytest_subprocess(
         "--leakcheck-baseline=known.json", "--leakcheck-update-baseline"
     )
-    recorded.assert_outcomes(passed=3, errors=3)  # recording does not hide anything
+    recorded.assert_outcomes(passed=3, failed=3)  # recording does not hide anything
     doc = json.loads((pytester.path / "known.json").read_text())
     assert doc["version"] == 1
     assert [k["root"] for k in doc["known"] if k["type"].endswith(".User")] == ["threading.Timer"]
@@ -107,7 +107,7 @@ def test_a_baseline_lets_known_leaks_pass_and_new_ones_fail(pytester: pytest.Pyt
         """
     )
     with_new = pytester.runpytest_subprocess("--leakcheck-baseline=known.json")
-    with_new.assert_outcomes(passed=4, errors=1)
+    with_new.assert_outcomes(passed=4, failed=1)
     with_new.stdout.fnmatch_lines(["LEAKED test_new.py::test_new_leak*"])
 
 
@@ -314,7 +314,7 @@ def test_xdist_workers_send_their_verdicts_to_one_summary_and_one_json(
     result = pytester.runpytest_subprocess(
         "-n", "2", "--leakcheck-json=dist.json", "--junitxml=dist.xml"
     )
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     # The controller writes the JUnit XML: the leak is a failure there too, with its figures.
     case = next(
         c

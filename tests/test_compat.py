@@ -39,7 +39,7 @@ def test_with_pytest_randomly_in_any_order(pytester: pytest.Pytester) -> None:
     pytest.importorskip("pytest_randomly")
     for seed in ("1", "2"):
         result = run_both(pytester, "-p", "randomly", f"--randomly-seed={seed}")
-        result.assert_outcomes(passed=2, errors=1)
+        result.assert_outcomes(passed=2, failed=1)
         assert_same_verdicts(result)
 
 
@@ -48,7 +48,7 @@ def test_with_pytest_rerunfailures_a_rerun_is_checked_again(pytester: pytest.Pyt
     result = run_both(pytester, "--reruns=1")
     # The leaking test is re-run (its teardown failed), leaks again, and is reported again.
     outcomes = result.parseoutcomes()
-    assert (outcomes.get("errors"), outcomes.get("rerun")) == (1, 1), outcomes
+    assert (outcomes.get("failed"), outcomes.get("rerun")) == (1, 1), outcomes
     assert_same_verdicts(result)
 
 
@@ -56,7 +56,7 @@ def test_with_pytest_timeout_its_timer_is_not_the_tests(pytester: pytest.Pyteste
     pytest.importorskip("pytest_timeout")
     for method in ("thread", "signal"):
         result = run_both(pytester, "--timeout=30", f"--timeout-method={method}")
-        result.assert_outcomes(passed=2, errors=1)
+        result.assert_outcomes(passed=2, failed=1)
         assert_same_verdicts(result)
         # Only the test's own timer is left running; pytest-timeout's is not reported.
         result.stdout.fnmatch_lines(["  LEAK 1 x threading.Timer: Timer * calling *User.tick*"])
@@ -100,7 +100,7 @@ def test_with_pytest_html_the_report_shows_the_leak_and_links_its_graph(
 ) -> None:
     pytest.importorskip("pytest_html")
     result = run_both(pytester, "--html=report.html", "--leakcheck-graphs=graphs")
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     html = (pytester.path / "report.html").read_text()
     assert "leakcheck: leaked 1 object of User, held by threading.Timer" in html
     assert "leak graph" in html and "graphs/" in html

@@ -31,7 +31,7 @@ def test_the_seed_example_is_caught_and_its_fix_passes(tmp_path: Path) -> None:
     )
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
-    assert "2 passed, 1 error" in out  # the leaky test passed, then its check failed
+    assert "1 failed, 2 passed" in out  # the leaky test passed, then its check failed
     # Only the leaky test; under CI=true pytest appends the reason to the summary line.
     leaked = re.findall(r"^LEAKED (\S+)", out, re.MULTILINE)
     assert leaked == ["examples/tests/test_user_session.py::test_users_are_released_on_disconnect"]
@@ -70,7 +70,7 @@ def test_the_seed_http_server_is_caught_and_its_fix_passes(tmp_path: Path) -> No
     result = run_example("examples/tests/test_user_server.py", report)
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
-    assert "2 passed, 1 error" in out
+    assert "1 failed, 2 passed" in out
     leaked = re.findall(r"^LEAKED (\S+)", out, re.MULTILINE)
     assert leaked == ["examples/tests/test_user_server.py::test_users_are_released_on_disconnect"]
     assert re.search(
@@ -100,7 +100,7 @@ def test_the_quote_heartbeat_is_caught_and_its_fix_passes(tmp_path: Path) -> Non
     result = run_example("examples/tests/test_quotes.py", report)
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
-    assert "2 passed, 1 error" in out
+    assert "1 failed, 2 passed" in out
     leaked = re.findall(r"^LEAKED (\S+)", out, re.MULTILINE)
     assert leaked == ["examples/tests/test_quotes.py::test_connections_are_released_on_disconnect"]
     assert re.search(

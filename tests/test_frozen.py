@@ -96,7 +96,7 @@ def test_what_an_application_froze_stays_frozen_and_leaks_are_still_found(
 ) -> None:
     pytester.makepyfile(app=APP_FREEZES_AT_IMPORT, test_app=TESTS_OF_THE_APP)
     result = pytester.runpytest_subprocess("--leakcheck", "--leakcheck-json=leaks.json")
-    result.assert_outcomes(passed=5, errors=1)
+    result.assert_outcomes(passed=5, failed=1)
     result.stdout.fnmatch_lines(
         [
             "leakcheck: no frozen window (the application keeps objects frozen with gc.freeze(), "
@@ -119,9 +119,9 @@ def test_in_random_order_and_under_xdist_the_application_sees_its_freeze(
     pytester.makepyfile(app=APP_FREEZES_AT_IMPORT, test_app=TESTS_OF_THE_APP)
     shuffled = ("-p", "randomly", f"--randomly-seed={seed}")
     serial = pytester.runpytest_subprocess("--leakcheck", *shuffled)
-    serial.assert_outcomes(passed=5, errors=1)
+    serial.assert_outcomes(passed=5, failed=1)
     spread = pytester.runpytest_subprocess("--leakcheck", "-n", "2", *shuffled)
-    spread.assert_outcomes(passed=5, errors=1)
+    spread.assert_outcomes(passed=5, failed=1)
     # Workers collect (and so freeze) on their own: the controller's summary says how they checked.
     spread.stdout.fnmatch_lines(
         ["leakcheck: 5 test(s) compared the whole heap: no frozen window (the application keeps *"]

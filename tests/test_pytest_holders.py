@@ -31,7 +31,7 @@ def test_a_timer_is_found_even_when_the_test_class_instance_holds_the_object_too
 ) -> None:
     pytester.makepyfile(test_both=HELD_TWICE)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         ["LEAK *::TestHeld::test_instance_and_timer: 1 x *.User, retaining * (threading.Timer)"]
     )

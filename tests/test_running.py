@@ -27,7 +27,7 @@ def test_a_daemon_timer_left_pending_is_a_leak_without_any_survivor(
             timer.start()
         """,
     )
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
             "leakcheck: left running: 1 x threading.Timer",
@@ -67,7 +67,7 @@ def test_a_non_daemon_timer_chain_is_stopped_so_the_session_can_exit(
             Heartbeat()
         """,
     )
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
             "LEAK: 1 x *.Heartbeat, retaining *, held by threading.Timer: *",
@@ -119,7 +119,7 @@ def test_a_chain_caught_mid_tick_is_stopped_and_not_blamed_on_the_next_test(
         """,
         "-v",
     )
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         ["*test_leaves_a_slow_chain LEAKED*", "*test_clean_afterwards PASSED*"]
     )
@@ -156,9 +156,9 @@ def test_the_proof_says_when_something_else_holds_the_object_too(
             timer.start()
         """,
     )
-    result.assert_outcomes(passed=2, errors=2)
+    result.assert_outcomes(passed=2, failed=2)
     out = result.stdout.str()
-    only, both = out.split("ERROR at teardown of test_a_global_holds_it_too")
+    only, both = out.split("_ test_a_global_holds_it_too _")
     assert "confirmed: cancelling threading.Timer" in only
     assert "freed 1 x test_the_proof_says_when_something_else_holds_the_object_too.User" in only
     assert "freed nothing that leaked" in both
@@ -188,7 +188,7 @@ def test_keep_timers_leaves_them_running(pytester: pytest.Pytester) -> None:
         """,
         "--leakcheck-keep-timers",
     )
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     assert "after the check:" not in result.stdout.str()
 
 
@@ -208,7 +208,7 @@ def test_a_thread_left_running_is_a_leak_and_cannot_be_stopped(
     pytester: pytest.Pytester,
 ) -> None:
     result = run(pytester, THREAD_LEFT.format(marker=""))
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
             "  LEAK 1 x threading.Thread: Thread 'pool-worker-1' (alive) running *Event.wait",
@@ -261,7 +261,7 @@ def test_an_armed_itimer_is_a_leak_and_is_disarmed(pytester: pytest.Pytester) ->
             assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
         """,
     )
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
             "  LEAK 1 x itimer: signal.setitimer(ITIMER_REAL) left armed: *",
@@ -324,7 +324,7 @@ def test_trace_shows_where_objects_and_timers_were_created(pytester: pytest.Pyte
         """,
         "--leakcheck-trace",
     )
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
             "LEAK: 1 x *.User, * held by threading.Timer: *",
@@ -370,7 +370,7 @@ def test_a_session_scoped_pytest_asyncio_loop_keeps_a_task_found_after_its_test(
         "-o",
         "asyncio_default_fixture_loop_scope=session",
     )
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
             "LEAK: 1 x *.Ticker, * held by asyncio.Task: Task * running Ticker.run*",
@@ -428,7 +428,7 @@ def test_a_shared_pool_finishing_the_tests_work_item_is_not_a_leak_but_a_stuck_o
         """,
         "-v",
     )
-    result.assert_outcomes(passed=3, errors=1)
+    result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*test_hands_a_short_job_to_the_pool PASSED*",
@@ -476,7 +476,7 @@ def test_a_context_variable_left_set_is_named_as_the_holder(pytester: pytest.Pyt
         """,
         "-v",
     )
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*test_sets_and_forgets LEAKED*",
@@ -525,7 +525,7 @@ def test_a_worker_that_an_older_pool_starts_lazily_is_the_pools_not_the_tests(
         """,
         "-v",
     )
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*test_first_user_of_the_shared_pool PASSED*",
@@ -556,7 +556,7 @@ def test_under_leakcheck_a_thread_holding_nothing_of_the_project_is_a_suspect(
             threading.Thread(target=lambda: time.sleep(1) or session, daemon=True).start()
         """
     lenient = run(pytester, source, "--leakcheck", "-p", "no:randomly")
-    lenient.assert_outcomes(passed=2, errors=1)
+    lenient.assert_outcomes(passed=2, failed=1)
     lenient.stdout.fnmatch_lines(
         [
             "SUSPECT *::test_server_thread_outlives_the_test: left running (suspect): 1 x thr*",
@@ -564,7 +564,7 @@ def test_under_leakcheck_a_thread_holding_nothing_of_the_project_is_a_suspect(
         ]
     )
     strict = run(pytester, source, "--leakcheck", "--leakcheck-strict", "-p", "no:randomly")
-    strict.assert_outcomes(passed=2, errors=2)
+    strict.assert_outcomes(passed=2, failed=2)
 
 
 def test_a_timer_that_reuses_the_ident_of_an_ended_fixture_thread_is_still_the_tests(
@@ -597,5 +597,5 @@ def test_a_timer_that_reuses_the_ident_of_an_ended_fixture_thread_is_still_the_t
             timer.start()
         """,
     )
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["  LEAK 1 x threading.Timer: Timer * calling builtins.print"])

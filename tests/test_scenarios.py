@@ -291,7 +291,7 @@ def test_a_task_report_names_the_builtin_wakeup_method_on_its_path(
     pytester: pytest.Pytester,
 ) -> None:
     result = run(pytester, task_user(disconnect="pass"))
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*-> * <built-in method task_wakeup of *"])  # the step is there
     assert "<attribute '__qualname__'" not in result.stdout.str()  # and readable
 

@@ -155,7 +155,7 @@ def test_unittest_test_cases_are_checked_under_the_flag(pytester: pytest.Pyteste
         """
     )
     result = pytester.runpytest_subprocess("--leakcheck")
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         ["LEAK *::TestUsers::test_leaks: 1 x *.User, retaining * (sched.Event)"]
     )

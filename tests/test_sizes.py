@@ -82,10 +82,10 @@ GROWTH = """
 def test_max_growth_fails_a_test_whose_heap_grows_past_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(GROWTH)
     result = pytester.runpytest_subprocess("--leakcheck-json=out.json", "-p", "no:randomly")
-    result.assert_outcomes(passed=3, errors=1)
+    result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*ERROR at teardown of test_keeps_two_megabytes*",
+            "*_ test_keeps_two_megabytes _*",
             "leakcheck: the heap grew by 2.? MB (limit 1.0 MB)",
             "heap: * tracked objects; resident memory * -> *; 2.? MB allocated and kept "
             "(limit 1.0 MB)",
@@ -142,10 +142,10 @@ def test_runs_tell_a_registry_that_grows_every_cycle_from_a_cache(
         """
     )
     result = pytester.runpytest_subprocess("--leakcheck-json=out.json")
-    result.assert_outcomes(passed=2, errors=1)
+    result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*ERROR at teardown of test_registry_grows*",
+            "*_ test_registry_grows _*",
             "LEAK: 5 x *.Session, retaining *, held by module global: module *",
             "  +1 per run: [[]1, 1, 1]",
             "cycles: 2 warm-up + 3 counted runs",
@@ -177,7 +177,7 @@ def test_without_runs_the_cache_is_indistinguishable_from_a_leak(
         """
     )
     result = pytester.runpytest_subprocess()
-    result.assert_outcomes(passed=1, errors=1)
+    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["LEAK: 1 x *.Config, *held by functools cache*"])
 
 

@@ -149,50 +149,31 @@ class LeakCheck:
         heap = self._heap(result.objects_added, growth)
         series, self._series = self._series, None
         pending = recording.changes()
-        leftovers: tuple[Pending, ...] = ()
-        theirs: tuple[LeakGroup, ...] = ()
         if result.survivor_ids or result.root_ids:
-            registered = bool(pending)
-            found = self._investigate(result, series, registered)
-            groups, left, proof, waited, passive, leftovers, theirs = found
-            pending.extend(left)
+            found = self._investigate(result, series, registered=bool(pending))
         else:
-            proof = Proof(disarmed=self._disarm())
-            groups, waited, passive = (), 0.0, 0.0
+            found = Findings(stopped=Proof(disarmed=self._disarm()))
         traced = recording.traced_sites
         recording.clear()
-        self.findings = Findings(
-            groups=groups,
+        self.findings = dataclasses.replace(
+            found,
             mode=mode,
             no_frozen_window=no_frozen,
-            settle_seconds=waited,
             check_seconds=time.perf_counter() - began,
-            passive_seconds=passive,
             heap=heap,
             cycles=series,
-            pending=tuple(pending),
-            stopped=proof,
+            pending=(*pending, *found.pending),
             traced=traced,
-            leftovers=leftovers,
-            held_by_leftovers=theirs,
         )
         return self.findings
 
     # -- the steps of finish() -------------------------------------------------------------
 
     def _investigate(
-        self, result: WindowResult, series: Series | None, registered: bool
-    ) -> tuple[
-        tuple[LeakGroup, ...],
-        list[Pending],
-        Proof,
-        float,
-        float,
-        tuple[Pending, ...],
-        tuple[LeakGroup, ...],
-    ]:
-        """Groups, what was left running, the proof, seconds waited and seconds explaining, and
-        what earlier tests left running and hold.
+        self, result: WindowResult, series: Series | None, *, registered: bool
+    ) -> Findings:
+        """What the window found, explained: the groups, what the test left running, the proof,
+        the seconds waited and spent explaining, and what earlier tests left running and hold.
 
         ``registered``: the test left a signal handler, an exit hook or an interval timer behind,
         which may be what holds its survivors.
@@ -227,7 +208,7 @@ class LeakCheck:
                     bool(left), registered or others_alive, result.pool_threads
                 )
                 explaining = time.perf_counter()
-                groups = explainer.explain(survivors, series)
+                groups, retained = explainer.explain(survivors, series)
                 explained = left or registered or others_alive
                 passive = 0.0 if explained else time.perf_counter() - explaining
             groups = explainer.drop_garbage(groups, survivors)
@@ -256,7 +237,17 @@ class LeakCheck:
             started.clear()
             left.clear()
             others.clear()
-        return groups, pending, proof, waited, passive, leftovers, held_by_others
+        return Findings(
+            groups=groups,
+            settle_seconds=waited,
+            passive_seconds=passive,
+            pending=tuple(pending),
+            stopped=proof,
+            leftovers=leftovers,
+            held_by_leftovers=held_by_others,
+            retained_bytes=retained.bytes if retained is not None else None,
+            retained_complete=retained.complete if retained is not None else True,
+        )
 
     def _other_tags(self, result: WindowResult) -> set[int]:
         """The tags of roots made by other tests (their leftovers) among what the window found."""

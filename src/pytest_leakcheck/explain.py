@@ -17,7 +17,7 @@ from .frames import FrameIndex
 from .kinds import ACTIVE_KINDS, FIXTURE, RootInfo
 from .retention import NotWalked, Retention, SearchLimits, find_path, find_paths
 from .settle import BUSY_FIRST_PAUSE, look_again
-from .sizes import retained_size
+from .sizes import Retained, retained_size
 from .watch import WatchFilter, qualified_name
 
 _NUMBERS = re.compile(r"\d+|\['[^']*'\]")
@@ -64,8 +64,11 @@ class Explainer:
         self._extra: Mapping[int, RootInfo] = {}
         self._frames: FrameIndex | None = None
 
-    def explain(self, survivors: list[object], series: Series | None) -> tuple[LeakGroup, ...]:
-        """The groups of these survivors, leaks first, largest first."""
+    def explain(
+        self, survivors: list[object], series: Series | None
+    ) -> tuple[tuple[LeakGroup, ...], Retained | None]:
+        """The groups of these survivors, leaks first, largest first, and what they retain
+        together (each byte once), when sizes are measured."""
         by_type = _by_type(survivors)
         if series is not None:
             # Under cycles, only what grew in every counted run is a leak; what appeared once
@@ -77,7 +80,7 @@ class Explainer:
             # Nothing to walk: no roots to gather, no frames to index.
             counted = [self._counted(tp, len(objs)) for tp, objs in by_type.items()]
             by_type.clear()
-            return tuple(counted)
+            return tuple(counted), None
         # The checker's own containers refer to the survivors; the search must not stop there,
         # and the sizes must not count them as holders: each survivor is in ``survivors`` and in
         # its type's list.
@@ -85,14 +88,24 @@ class Explainer:
         caller_refs = dict.fromkeys(map(id, survivors), 2)
         groups: list[LeakGroup] = []
         walked: dict[type, list[Retention]] = {}
+        sizes: dict[type, Retained] = {}
+        total: Retained | None = None
         self._extra = self._roots()
         self._frames = self._new_frames()
         try:
             walked = self._walk(by_type, ignore)
+            if self.policy.sizes:
+                sizes, total = _sizes(
+                    {tp: objs for tp, objs in by_type.items() if not self._not_walked(tp)},
+                    caller_refs,
+                )
+            within = _within(by_type, sizes)
             # No loop variable may name a survivor after the search: indexing keeps none.
             for tp in list(by_type):
                 groups.extend(
-                    self._groups(tp, by_type[tp], walked.get(tp, []), series, caller_refs)
+                    self._groups(
+                        tp, by_type[tp], walked.get(tp, []), series, sizes.get(tp), within.get(tp)
+                    )
                 )
         finally:
             self._frames.close()
@@ -100,8 +113,17 @@ class Explainer:
             self._extra = {}
             by_type.clear()
             walked.clear()
-        groups.sort(key=lambda g: (g.verdict != "leak", -(g.retained_bytes or 0), -g.count, g.type))
-        return tuple(groups)
+            sizes.clear()
+        groups.sort(
+            key=lambda g: (
+                g.verdict != "leak",
+                g.retained_within is not None,  # what retains the others comes first
+                -(g.retained_bytes or 0),
+                -g.count,
+                g.type,
+            )
+        )
+        return tuple(groups), total
 
     def drop_garbage(
         self, groups: tuple[LeakGroup, ...], survivors: list[object]
@@ -204,7 +226,8 @@ class Explainer:
         objs: list[object],
         rets: list[Retention],
         series: Series | None,
-        caller_refs: Mapping[int, int],
+        retained: Retained | None,
+        within: str | None,
     ) -> Iterable[LeakGroup]:
         if self._not_walked(tp):
             yield self._counted(tp, len(objs))
@@ -216,7 +239,6 @@ class Explainer:
         untraced = max(0, len(objs) - self.policy.max_traced_per_type)
         named = self.watch.is_named(tp)
         name = qualified_name(tp)
-        retained = retained_size(objs, caller_refs=caller_refs) if self.policy.sizes else None
         per_run = tuple(series.growing_types().get(name, ())) if series is not None else ()
         first = True
         for kind, kind_rets in by_kind.items():
@@ -241,7 +263,46 @@ class Explainer:
                 retained_complete=retained.complete if retained is not None else True,
                 per_run=per_run,
                 created=created,
+                retained_within=within,
             )
+
+
+def _sizes(
+    by_type: Mapping[type, list[object]], caller_refs: Mapping[int, int]
+) -> tuple[dict[type, Retained], Retained | None]:
+    """What each type's survivors retain (and which other survivors among it), and what all of
+    them retain together: one more walk, only when there are several types."""
+    everyone = [o for objs in by_type.values() for o in objs]
+    ids = frozenset(map(id, everyone))
+    # ``everyone`` is one more reference to each survivor, the caller's own.
+    refs = {key: caller_refs.get(key, 0) + 1 for key in ids}
+    try:
+        sizes = {
+            tp: retained_size(objs, caller_refs=refs, contains=ids) for tp, objs in by_type.items()
+        }
+        if len(sizes) <= 1:
+            return sizes, next(iter(sizes.values()), None)
+        return sizes, retained_size(everyone, caller_refs=refs)
+    finally:
+        everyone.clear()
+
+
+def _within(
+    by_type: Mapping[type, list[object]], sizes: Mapping[type, Retained]
+) -> dict[type, str]:
+    """For each type whose survivors are all retained by another type's, that type's name (the
+    largest such, for a type that two others retain)."""
+    found: dict[type, str] = {}
+    ranked = sorted(sizes, key=lambda tp: (-sizes[tp].bytes, qualified_name(tp)))
+    for tp in sizes:
+        ids = set(map(id, by_type[tp]))
+        for outer in ranked:
+            if outer is tp or found.get(outer) == qualified_name(tp):
+                continue  # two types that retain each other: the larger one is the outer one
+            if ids <= sizes[outer].holds:
+                found[tp] = qualified_name(outer)
+                break
+    return found
 
 
 def holding(groups: Iterable[LeakGroup]) -> set[int]:

@@ -78,6 +78,8 @@ class LeakGroup:
     retained_complete: bool = True
     per_run: tuple[int, ...] = ()  # growth per counted run, under repeated cycles
     created: str | None = None  # where the first traced survivor was made (--leakcheck-trace)
+    # The type of another group whose survivors retain all of these: its size includes theirs.
+    retained_within: str | None = None
 
     @property
     def root(self) -> str:
@@ -144,6 +146,7 @@ class StopOutcome:
     stopped: bool  # False: left running (a thread), or stopping it raised
     freed: tuple[tuple[str, int], ...] = ()  # survivors gone afterwards: (type, count)
     times: int = 1  # how many alike were stopped (a chain re-arms while it is stopped)
+    rearmed: int = 0  # of those, how many the chain armed again while it was being stopped
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,9 @@ class Findings:
     # this test's survivors those hold: theirs, not this test's.
     leftovers: tuple[Pending, ...] = ()
     held_by_leftovers: tuple[LeakGroup, ...] = ()
+    # What all of the test's survivors retain together (each retained byte once), when sized.
+    retained_bytes: int | None = None
+    retained_complete: bool = True
 
     @property
     def proof(self) -> tuple[str, ...]:

@@ -408,7 +408,9 @@ class LeakcheckSession:
     ) -> tuple[str, str, tuple[str, Mapping[str, bool]]] | None:
         data = getattr(report, "leakcheck", None)
         if report.when == "teardown" and report.failed and data and data.get("verdict") == "leak":
-            return "error", "L", ("LEAKED", {"red": True})
+            # A failed test, counted and coloured as one, its report under FAILURES: a
+            # teardown "error" reads as a broken fixture.
+            return "failed", "L", ("LEAKED", {"red": True})
         return None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -46,6 +46,7 @@ def group_data(group: LeakGroup) -> dict[str, Any]:
         "retained_complete": group.retained_complete,
         "per_run": list(group.per_run),
         "created": group.created,
+        "retained_within": group.retained_within,
         # Counted without a search, and why ("budget" or "repeat"); null when walked.
         "not_walked": group.retentions[0].not_walked if group.retentions else None,
     }
@@ -80,6 +81,9 @@ def findings_data(findings: Findings) -> dict[str, Any]:
             for p in findings.pending
         ],
         "proof": list(findings.proof),
+        # What all the survivors retain together: each byte once, nested groups included.
+        "retained_bytes": findings.retained_bytes,
+        "retained_complete": findings.retained_complete,
         # What earlier tests left running (and what of this test's objects it held), found and
         # stopped during this check: never this test's verdict.
         "leftovers": [
@@ -119,7 +123,12 @@ def verdict_line(data: Mapping[str, Any]) -> str:
     kinds = sorted({g["root"] for g in shown})
     what = "leaked" if leaks else "left (suspect)"
     types = sorted({g["type"].rpartition(".")[2] for g in shown})
-    return f"{what} {_plural(total, 'object')} of {', '.join(types)}, held by {', '.join(kinds)}"
+    line = f"{what} {_plural(total, 'object')} of {', '.join(types)}, held by {', '.join(kinds)}"
+    size = data.get("retained_bytes")
+    if size is not None and leaks:
+        at_least = "" if data.get("retained_complete", True) else "at least "
+        line += f", retaining {at_least}{human_size(size)}"
+    return line
 
 
 def _bounded_path(path: Sequence[str]) -> list[str]:
@@ -144,6 +153,10 @@ def _heap_verdict(data: Mapping[str, Any]) -> str:
 
 
 def _retaining(group: Mapping[str, Any]) -> str:
+    """What a group retains, once: a group that another group retains is said to be part of it."""
+    within = group.get("retained_within")
+    if within:
+        return f", part of what the {within.rpartition('.')[2]} objects retain,"
     size = group.get("retained_bytes")
     if size is None:
         return ""
@@ -344,7 +357,7 @@ def junit_properties(data: Mapping[str, Any]) -> list[tuple[str, object]]:
     props: list[tuple[str, object]] = [("leakcheck_verdict", data["verdict"])]
     if leaks:
         props.append(("leakcheck_leaked_objects", sum(g["count"] for g in leaks)))
-        props.append(("leakcheck_retained_bytes", sum(g.get("retained_bytes") or 0 for g in leaks)))
+        props.append(("leakcheck_retained_bytes", data.get("retained_bytes") or 0))
         props.append(("leakcheck_roots", ",".join(sorted({g["root"] for g in leaks}))))
         props.append(("leakcheck_fingerprints", ",".join(g["fingerprint"] for g in leaks)))
     return props
@@ -358,10 +371,11 @@ def write_json(path: str, entries: Iterable[Mapping[str, Any]], extra: Mapping[s
 
 def proof_lines(proof: Proof, groups: Iterable[LeakGroup]) -> list[str]:
     """What stopping what was left running did, one line per kind of action."""
-    sizes = {g.type: (g.count, g.retained_bytes) for g in groups}
+    groups = list(groups)
+    sizes = {g.type: (g.count, None if g.retained_within else g.retained_bytes) for g in groups}
     lines = []
     for outcome in proof.outcomes:
-        times = f" (and {outcome.times - 1} more like it)" if outcome.times > 1 else ""
+        times = _times(outcome.times, outcome.rearmed)
         if not outcome.stopped:
             lines.append(outcome.action + times)
         elif not outcome.freed:
@@ -379,6 +393,16 @@ def proof_lines(proof: Proof, groups: Iterable[LeakGroup]) -> list[str]:
             + f" (held {why} something else as well)"
         )
     return lines
+
+
+def _times(times: int, rearmed: int) -> str:
+    """How many alike were stopped, saying how many of them a chain armed while it was stopped:
+    the count left running was made before."""
+    first = times - rearmed
+    parts = [f"and {first - 1} more like it"] if first > 1 else []
+    if rearmed:
+        parts.append(f"and {rearmed} that the chain re-armed while it was stopped")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _freed_text(

@@ -46,6 +46,8 @@ class Retained:
     bytes: int
     objects: int
     complete: bool  # False when the walk stopped at its object limit
+    # Of the ids the caller asked about (``contains``), those among what is retained.
+    holds: frozenset[int] = frozenset()
 
 
 def _containers_total(objects: list[object]) -> int:
@@ -84,12 +86,15 @@ def retained_size(
     roots: Sequence[object],
     *,
     caller_refs: Mapping[int, int] | None = None,
+    contains: frozenset[int] = frozenset(),
     max_objects: int = 5_000_000,
 ) -> Retained:
     """The bytes and number of objects that only ``roots`` keep alive (roots included).
 
     ``caller_refs`` says how many references the caller itself holds to some objects (the
-    checker's lists of survivors): those do not make an object shared.
+    checker's lists of survivors): those do not make an object shared. ``contains``: ids to tell
+    the caller about, whether each is among what ``roots`` retain (other survivors: what a group
+    retains may be another group).
     """
     reached: dict[int, object] = {id(o): o for o in roots}
     inside: Counter[int] = Counter()
@@ -115,7 +120,7 @@ def retained_size(
                 break
         frontier = []
         shared = _held_from_outside(reached, inside, caller_refs or {})
-        return _owned_size(roots, reached, shared, complete)
+        return _owned_size(roots, reached, shared, complete, contains)
     finally:
         reached.clear()
 
@@ -141,7 +146,11 @@ def _held_from_outside(
 
 
 def _owned_size(
-    roots: Sequence[object], reached: dict[int, object], shared: set[int], complete: bool
+    roots: Sequence[object],
+    reached: dict[int, object],
+    shared: set[int],
+    complete: bool,
+    contains: frozenset[int],
 ) -> Retained:
     owned: dict[int, object] = {id(o): o for o in roots}
     frontier = list(owned.values())
@@ -161,7 +170,8 @@ def _owned_size(
         owned.update(zip(new, frontier, strict=True))
         frontier.extend(containers)
     total = _containers_total(list(owned.values())) + leaf_bytes
-    return Retained(bytes=total, objects=len(owned) + leaf_count, complete=complete)
+    holds = frozenset(contains & owned.keys())
+    return Retained(total, len(owned) + leaf_count, complete, holds)
 
 
 def _owned_leaves(untracked: list[object]) -> tuple[int, int, list[object]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import sched
 import threading
@@ -209,7 +210,7 @@ def stop_all(
             item, obj = running.pop(0)
             tried.add(id(obj))
             chains.note(obj)
-            outcome = _stop_one(item, obj)
+            outcome = _stop_one(item, obj, rearmed=round_ > 0)
             obj = None
             if outcome.stopped and remaining:
                 alive = find_by_id({key: types_of[key] for key in remaining})
@@ -217,7 +218,7 @@ def stop_all(
                 alive.clear()
                 freed = Counter(name for key, name in remaining.items() if key not in still)
                 remaining = {key: name for key, name in remaining.items() if key in still}
-                outcome = StopOutcome(outcome.action, True, tuple(sorted(freed.items())))
+                outcome = dataclasses.replace(outcome, freed=tuple(sorted(freed.items())))
             outcomes.append(outcome)
         if not remaining and tag is None:
             break
@@ -257,19 +258,15 @@ def _still_running(
         candidates.clear()
 
 
-def _stop_one(item: Pending, obj: object) -> StopOutcome:
+def _stop_one(item: Pending, obj: object, *, rearmed: bool) -> StopOutcome:
     try:
         action = stop(obj, item.kind)
     except Exception as exc:
         return StopOutcome(f"could not stop {item.kind}: {exc!r}", stopped=False)
-    if action is None:
-        why = (
-            "threads cannot be stopped from outside"
-            if item.kind == THREAD
-            else "its loop is not running"
-        )
-        return StopOutcome(f"left running ({why}): {item.description}", stopped=False)
-    return StopOutcome(action, stopped=True)
+    if action is not None:
+        return StopOutcome(action, stopped=True, rearmed=int(rearmed))
+    why = "threads cannot be stopped from outside" if item.kind == THREAD else "its loop is closed"
+    return StopOutcome(f"left running ({why}): {item.description}", stopped=False)
 
 
 def _merged(outcomes: list[StopOutcome]) -> tuple[StopOutcome, ...]:
@@ -279,13 +276,14 @@ def _merged(outcomes: list[StopOutcome]) -> tuple[StopOutcome, ...]:
     for outcome in outcomes:
         shape = (_NUMBERS.sub("#", outcome.action), outcome.stopped)
         first = merged.get(shape)
-        merged[shape] = (
-            outcome
-            if first is None
-            else StopOutcome(first.action, first.stopped, (), first.times + 1)
-        )
+        if first is None:
+            merged[shape] = outcome
+        else:
+            merged[shape] = dataclasses.replace(
+                first, times=first.times + 1, rearmed=first.rearmed + outcome.rearmed
+            )
         freed.setdefault(shape, Counter()).update(dict(outcome.freed))
     return tuple(
-        StopOutcome(o.action, o.stopped, tuple(sorted(freed[shape].items())), o.times)
+        dataclasses.replace(o, freed=tuple(sorted(freed[shape].items())))
         for shape, o in merged.items()
     )
