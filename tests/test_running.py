@@ -325,14 +325,16 @@ def test_trace_shows_where_objects_and_timers_were_created(pytester: pytest.Pyte
         "--leakcheck-trace",
     )
     result.assert_outcomes(passed=1, failed=1)
+    name = "test_trace_shows_where_objects_and_timers_were_created.py"
     result.stdout.fnmatch_lines(
         [
             "LEAK: 1 x *.User, * held by threading.Timer: *",
-            "  created at test_trace_shows_where_objects_and_timers_were_created.py:14 in "
-            "connect: return User()",
+            f"  the threading.Timer was started at {name}:8 in __init__: self.timer.start() "
+            f"(from {name}:14 in connect, from {name}:18 in test_connects)",
+            f"  User created at {name}:14 in connect: return User() "
+            f"(from {name}:18 in test_connects)",
             "  LEAK 1 x threading.Timer: *",
-            "    started at test_trace_shows_where_objects_and_timers_were_created.py:6 in "
-            "__init__: self.timer = threading.Timer(60, self.tick)",
+            f"    started at {name}:8 in __init__: self.timer.start() (from *",
         ]
     )
     assert "run with --leakcheck-trace" not in result.stdout.str()

@@ -28,6 +28,7 @@ from .memory import rss
 from .recording import Recording
 from .retention import SearchLimits
 from .settle import SETTLE_BUDGET, settle
+from .sites import InitMonitor
 from .stopping import stop_all
 from .watch import WatchFilter
 
@@ -73,12 +74,13 @@ class LeakCheck:
         watch: WatchFilter,
         options: Options | None = None,
         extra_roots: ExtraRoots | None = None,
+        sites: InitMonitor | None = None,
     ) -> None:
         self.watch = watch
         self.options = options or Options()
         self._extra_roots: ExtraRoots = extra_roots or {}
         self._window: snapshot.Window | None = None
-        self._recording = Recording(watch)
+        self._recording = Recording(watch, sites)
         self._tag: int | None = None  # the test's tag (``provenance``), when tags are given
         self._series: Series | None = None
         self.foreign_threads: set[int] = set()
@@ -367,6 +369,7 @@ class LeakCheck:
             roots=self._roots,
             frames=lambda: FrameIndex(foreign, older),
             site_of=self._recording.site_of,
+            first_site_of=self._recording.first_site_of,
         )
 
     def _roots(self) -> dict[int, RootInfo]:

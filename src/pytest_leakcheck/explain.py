@@ -55,12 +55,14 @@ class Explainer:
         roots: Callable[[], Mapping[int, RootInfo]],
         frames: Callable[[], FrameIndex],
         site_of: Callable[[object], str | None],
+        first_site_of: Callable[[type], str | None] | None = None,
     ) -> None:
         self.watch = watch
         self.policy = policy
         self._roots = roots
         self._new_frames = frames
         self._site_of = site_of
+        self._first_site_of = first_site_of
         self._extra: Mapping[int, RootInfo] = {}
         self._frames: FrameIndex | None = None
 
@@ -233,6 +235,9 @@ class Explainer:
             yield self._counted(tp, len(objs))
             return
         created = next((site for o in objs if (site := self._site_of(o)) is not None), None)
+        if created is None and self._first_site_of is not None:
+            first_made = self._first_site_of(tp)
+            created = f"{first_made} (where this test made its first one)" if first_made else None
         by_kind: dict[str, list[Retention]] = {}
         for ret in rets:
             by_kind.setdefault(ret.kind, []).append(ret)
@@ -264,6 +269,7 @@ class Explainer:
                 per_run=per_run,
                 created=created,
                 retained_within=within,
+                root_created=next((r.root_site for r in kind_rets if r.root_site), None),
             )
 
 

@@ -80,6 +80,8 @@ class LeakGroup:
     created: str | None = None  # where the first traced survivor was made (--leakcheck-trace)
     # The type of another group whose survivors retain all of these: its size includes theirs.
     retained_within: str | None = None
+    # Where the root (a timer, a thread...) was made, or where its chain started, when noted.
+    root_created: str | None = None
 
     @property
     def root(self) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 
 from . import describe, kinds, provenance
 from .kinds import RootInfo
+from .sites import where
 
 _PACKAGE_DIR = __file__.rpartition("/")[0] if "/" in __file__ else ""
 _SNAPSHOT_LOCALS = sys.version_info < (3, 13)  # f_locals is a write-through proxy from 3.13 on
@@ -107,8 +108,13 @@ class FrameIndex:
                 kinds.UNKNOWN, f"a local variable in the test runner's thread {thread.name!r}"
             )
         kind = kinds.TIMER if isinstance(thread, threading.Timer) else kinds.THREAD
+        site = provenance.site_of(thread)
         return RootInfo(
-            kind, describe.root(thread), holder=id(thread), tag=provenance.tag_of(thread)
+            kind,
+            describe.root(thread),
+            holder=id(thread),
+            tag=provenance.tag_of(thread),
+            site=where(site) if site is not None else None,
         )
 
     def _index(self, frame: types.FrameType, info: RootInfo) -> None:

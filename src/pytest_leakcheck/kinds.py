@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from . import describe, provenance
+from .sites import where
 
 TIMER = "threading.Timer"
 THREAD = "threading.Thread"
@@ -106,6 +107,7 @@ class RootInfo:
     # id() of the object that is the root (a running frame's thread), when there is one.
     holder: int | None = None
     tag: int | None = None  # the test that made it (``provenance``), when known
+    site: str | None = None  # where it was made (``provenance``), when noted
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class Root:
     description: str
     holder: int | None
     tag: int | None = None
+    site: str | None = None  # where the holder was made (``provenance``), when noted
 
 
 def _timer_pending(obj: object) -> bool:
@@ -168,14 +171,19 @@ def classify(path: Sequence[object], root: RootInfo | None, top: object) -> Root
             except Exception:  # a hostile subclass must not break the report
                 hit = False
             if hit:
-                return Root(kind, describe.root(obj), id(obj), provenance.tag_of(obj))
+                return Root(kind, describe.root(obj), id(obj), provenance.tag_of(obj), _site(obj))
     if root is not None:
-        return Root(root.kind, root.description, root.holder, root.tag)
+        return Root(root.kind, root.description, root.holder, root.tag, root.site)
     if isinstance(top, types.ModuleType):
         return Root(MODULE_GLOBAL, f"module {describe.safe_name(top)}", id(top))
     if isinstance(top, type):
         return Root(CLASS_ATTRIBUTE, f"class {describe.type_name(top)}", id(top))
     return Root(UNKNOWN, describe.short(top), id(top))
+
+
+def _site(obj: object) -> str | None:
+    site = provenance.site_of(obj)
+    return where(site) if site is not None else None
 
 
 def context_roots() -> dict[int, RootInfo]:

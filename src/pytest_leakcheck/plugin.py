@@ -24,7 +24,8 @@ from .fixture import (
 from .holders import holders_of
 from .outputs import Outputs, add_html_links
 from .running import ThreadKey, thread_key
-from .watch import WatchFilter
+from .sites import InitMonitor
+from .watch import WatchFilter, project_classes
 
 SETTINGS_KEY = pytest.StashKey[cfg.Settings]()
 ITEM_KEY = pytest.StashKey[cfg.ItemSettings]()
@@ -174,6 +175,7 @@ class LeakcheckSession:
         self.known = self.outputs.known_leaks()
         self.outputs.check_paths()
         self.tagging = False  # threads and events are tagged with the test that made them
+        self.monitor: InitMonitor | None = None  # where the project's instances are made
         self.leftovers: list[dict[str, Any]] = []  # what tests left that later checks found
         self.no_frozen: Counter[str] = Counter()  # why checks could not freeze, and how often
         self.no_frozen_noted: str | None = None  # what the line after collection already said
@@ -205,6 +207,7 @@ class LeakcheckSession:
             return
         provenance.install()
         self.tagging = True
+        self._monitor_project_classes()
         why = snapshot.no_frozen_window()
         if why is None:
             return
@@ -217,6 +220,16 @@ class LeakcheckSession:
                 f"about {seconds * 1000:.1f} ms per test at today's {objects:,} objects, "
                 f"growing with the heap"
             )
+
+    def _monitor_project_classes(self) -> None:
+        """From 3.12, note where the project's instances are made (``sites.InitMonitor``)."""
+        if not InitMonitor.available():
+            return
+        watch = WatchFilter(rootdir=self.rootdir)
+        classes = project_classes(watch)
+        monitor = InitMonitor()
+        if monitor.install(classes):
+            self.monitor = monitor
 
     # -- the window --------------------------------------------------------------------------
 
@@ -265,6 +278,7 @@ class LeakcheckSession:
                 skip_tracing=self.budget.skip_types(),
                 explain_suspects=self.budget.allows_more(),
             ),
+            sites=self.monitor,
         )
         check.start()
         item.stash[CHECK_KEY] = check
@@ -464,3 +478,6 @@ class LeakcheckSession:
         if self.tagging:
             provenance.uninstall()
             self.tagging = False
+        if self.monitor is not None:
+            self.monitor.uninstall()
+            self.monitor = None

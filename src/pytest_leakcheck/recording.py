@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import threading
 
-from . import running
+from . import provenance, running
 from .findings import Pending
 from .kinds import RootInfo
 from .memory import Tracing, rss
 from .settle import thread_idents
-from .sites import SiteRecorder
+from .sites import InitMonitor, SiteRecorder, where
 from .watch import WatchFilter
 
 
 class Recording:
-    def __init__(self, watch: WatchFilter) -> None:
+    def __init__(self, watch: WatchFilter, monitor: InitMonitor | None = None) -> None:
         self.watch = watch
+        self.monitor = monitor  # where the project's instances are made (3.12+), when on
         self.threads_before: frozenset[int] = frozenset()
         self.thread_keys_before: frozenset[running.ThreadKey] = frozenset()
         self.rss_before: int | None = None
@@ -36,6 +37,8 @@ class Recording:
         self.rss_before = rss()
         self.process = running.ProcessState()
         self.atexit.start()
+        if self.monitor is not None:
+            self.monitor.begin()
         if trace_memory:
             self.trace_memory()
 
@@ -44,13 +47,15 @@ class Recording:
             self.tracing = Tracing.start()
 
     def start_sites(self) -> None:
-        recorder = SiteRecorder(self.watch.rootdir, self._wanted_site)
+        recorder = SiteRecorder(self._wanted_site)
         self.sites = recorder if recorder.start() else None
 
     def stop(self) -> None:
         """Stop recording registrations and creation sites (what was noted is kept)."""
         if self.sites is not None:
             self.sites.stop()
+        if self.monitor is not None:
+            self.monitor.end()
         self.atexit.stop()
 
     def stop_tracing(self) -> int | None:
@@ -66,13 +71,27 @@ class Recording:
         if self.sites is not None:
             self.sites.clear()
             self.sites = None
+        if self.monitor is not None:
+            self.monitor.clear()
 
     @property
     def traced_sites(self) -> bool:
-        return self.sites is not None
+        return self.sites is not None or self.monitor is not None
 
     def site_of(self, obj: object) -> str | None:
-        return self.sites.site_of(obj) if self.sites is not None else None
+        """Where ``obj`` was made: for a timer, thread, handle, task or event, noted when it was
+        started (``provenance``); for an instance, noted by the monitor or the trace."""
+        site = provenance.site_of(obj)
+        if site is not None:
+            return where(site)
+        for recorder in (self.sites, self.monitor):
+            found = recorder.site_of(obj) if recorder is not None else None
+            if found is not None:
+                return found
+        return None
+
+    def first_site_of(self, tp: type) -> str | None:
+        return self.monitor.first_of(tp) if self.monitor is not None else None
 
     def changes(self) -> list[Pending]:
         """Interval timers armed, signal handlers changed and exit hooks registered."""

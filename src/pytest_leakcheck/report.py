@@ -47,6 +47,7 @@ def group_data(group: LeakGroup) -> dict[str, Any]:
         "per_run": list(group.per_run),
         "created": group.created,
         "retained_within": group.retained_within,
+        "root_created": group.root_created,
         # Counted without a search, and why ("budget" or "repeat"); null when walked.
         "not_walked": group.retentions[0].not_walked if group.retentions else None,
     }
@@ -164,6 +165,17 @@ def _retaining(group: Mapping[str, Any]) -> str:
     return f", retaining {at_least}{human_size(size)},"
 
 
+# How a root came to be, by kind, for the line that says where.
+_MADE = {
+    "threading.Timer": "started",
+    "threading.Thread": "started",
+    "asyncio.Task": "created",
+    "asyncio.TimerHandle": "scheduled",
+    "asyncio.Handle": "scheduled",
+    "sched.Event": "scheduled",
+    "atexit": "registered",
+}
+
 _LABELS = {"leak": "LEAK", "suspect": "suspect", "known": "known (in the baseline)"}
 
 
@@ -173,8 +185,11 @@ def format_group(group: Mapping[str, Any]) -> list[str]:
         f"{label}: {group['count']} x {group['type']}{_retaining(group)} held by "
         f"{group['root']}: {group['root_description']}",
     ]
+    if group.get("root_created"):
+        verb = _MADE.get(group["root"], "made")
+        lines.append(f"  the {group['root']} was {verb} at {group['root_created']}")
     if group.get("created"):
-        lines.append(f"  created at {group['created']}")
+        lines.append(f"  {group['type'].rpartition('.')[2]} created at {group['created']}")
     if group.get("per_run"):
         lines.append(f"  +{group['per_run'][0]} per run: {group['per_run']}")
     paths = [group["path"], *group.get("other_paths", [])][:MAX_PATHS_PER_GROUP]
@@ -266,8 +281,11 @@ def format_findings(data: Mapping[str, Any]) -> str:
         lines.append("")
     lines.extend(format_cycles(data.get("cycles")))
     lines.extend(format_heap(data))
-    if not data.get("traced") and (groups or data.get("pending")):
-        lines.append("(run with --leakcheck-trace to see where these objects were created)")
+    if not data.get("traced") and groups:
+        lines.append(
+            "(run with --leakcheck-trace to see where these objects were created; from Python "
+            "3.12 on, it is noted without)"
+        )
     if data.get("settle_seconds", 0) >= 0.001:
         waited = data["settle_seconds"] * 1000
         lines.append(f"(waited {waited:.0f} ms for threads started by the test to finish)")

@@ -54,6 +54,7 @@ class Retention:
     # id() of the root object (a timer, a thread...): which of the things left running it is.
     root_id: int | None = None
     root_tag: int | None = None  # the test that made the root (``provenance``), when known
+    root_site: str | None = None  # where the root was made (or its chain started), when noted
 
     @classmethod
     def unwalked(cls, why: NotWalked) -> Retention:
@@ -339,4 +340,5 @@ def _describe(
         busy_elsewhere=busy,
         root_id=root.holder,
         root_tag=root.tag,
+        root_site=root.site,
     )

@@ -37,6 +37,7 @@ from .kinds import (
     TIMER_HANDLE,
     RootInfo,
 )
+from .sites import Site, caller_site, where
 from .wrappers import transparent
 
 _PyTask = getattr(asyncio.tasks, "_PyTask", asyncio.Task)
@@ -309,7 +310,7 @@ _recording: AtexitRecorder | None = None
 def _note_then_register(real: Callable[..., Any], func: Any, *args: Any, **kwargs: Any) -> Any:
     recorder = _recording
     if recorder is not None:
-        recorder.note(func)
+        recorder.note(func, caller_site(skip=1))
     return real(func, *args, **kwargs)
 
 
@@ -331,6 +332,7 @@ class AtexitRecorder:
 
     def __init__(self) -> None:
         self._refs: list[weakref.ref[Any] | int] = []
+        self._sites: list[Site | None] = []  # where each was registered
         self._real: Callable[..., Any] | None = None
         self._count_before = 0
 
@@ -341,12 +343,15 @@ class AtexitRecorder:
         if now is not None and now <= self._count_before:
             return []
         found = []
-        for ref in self._refs:
+        for ref, site in zip(self._refs, self._sites, strict=True):
             func = ref() if isinstance(ref, weakref.ref) else None
             if func is not None and relevant(func):
-                found.append(describe.callable_name(func))
+                where_ = where(site) if site is not None else None
+                found.append(
+                    Pending(ATEXIT, f"atexit.register({describe.callable_name(func)})", where_)
+                )
             del func
-        return [Pending(ATEXIT, f"atexit.register({name})") for name in found]
+        return found
 
     def start(self) -> None:
         global _recording
@@ -360,11 +365,12 @@ class AtexitRecorder:
         wrapper = _REGISTER if real is _REAL_REGISTER else _register_wrapper(real)
         setattr(atexit, "register", wrapper)  # noqa: B010 - typeshed's signature is generic
 
-    def note(self, func: object) -> None:
+    def note(self, func: object, site: Site | None = None) -> None:
         try:
             self._refs.append(weakref.ref(func))
         except TypeError:
             self._refs.append(id(func))
+        self._sites.append(site)
 
     def stop(self) -> None:
         global _recording
@@ -387,3 +393,4 @@ class AtexitRecorder:
 
     def clear(self) -> None:
         self._refs.clear()
+        self._sites.clear()

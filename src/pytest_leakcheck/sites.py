@@ -1,10 +1,18 @@
-"""Where an object was created: the first frame of the project's own code that made it.
+"""Where something was created: the first frame of the project's own code that made it.
 
-Known only when the block ran under ``--leakcheck-trace``. tracemalloc cannot tell it on every
-interpreter (on 3.11 ``get_object_traceback`` misses instances with inline attributes), so a
-profile function notes, for every ``__init__`` that runs and for every timer handle, task or
-``sched`` event returned by the calls that make them, the caller's file and line. A profile
-function slows every call down, so this is an option, and the report says how to switch it on.
+Two recorders of where the project's instances are made, both keeping ids and text, never the
+objects:
+
+* ``InitMonitor`` (Python 3.12 and later, on by default): ``sys.monitoring`` reports the start of
+  the project's own ``__init__`` methods only, so nothing else in the process is slowed down. A
+  class's ``__init__`` is reported for the first ``PER_INIT`` instances of each test and then
+  switched off until the next test: a test that makes a million objects pays for a few.
+* ``SiteRecorder`` (``--leakcheck-trace``; the only way on 3.10 and 3.11): a profile function notes
+  every ``__init__`` and every timer handle, task or ``sched`` event the calls that make them
+  return. It slows every call down.
+
+Where a timer, thread, handle, task or event was made is recorded by ``provenance`` when it is
+made, with the helpers here.
 """
 
 from __future__ import annotations
@@ -14,9 +22,12 @@ import os
 import sys
 import sysconfig
 import threading
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterable
 from types import CodeType, FrameType
 from typing import Any
+
+from .describe import shown_path
 
 # Frames in these directories belong to the standard library or installed packages, not to the
 # code that made the object: a Timer is made by the caller of threading.Timer(...).
@@ -41,12 +52,17 @@ _MAKERS = frozenset(
 )
 
 ProfileFunc = Callable[[FrameType, str, Any], object]
-
+# Where: the innermost user frame first, then up to two user frames that led to it; formatted only
+# when a report asks (``where``).
+Site = tuple[tuple[CodeType, int], ...]
+_CALLERS = 2
 
 _USER_FILES: dict[str, bool] = {}
 
 
-def _is_user_file(filename: str) -> bool:
+def is_user_file(filename: str) -> bool:
+    """A file of the project's own (or the test's) code: not the standard library, not an
+    installed package, not this plugin."""
     try:
         return _USER_FILES[filename]
     except KeyError:
@@ -56,24 +72,60 @@ def _is_user_file(filename: str) -> bool:
         return answer
 
 
-def _user(frame: FrameType | None) -> FrameType | None:
-    while frame is not None:
-        if _is_user_file(frame.f_code.co_filename):
+def user_frame(frame: FrameType | None, depth: int = 1_000) -> FrameType | None:
+    """The first frame of user code from ``frame`` outwards, looking at most ``depth`` frames."""
+    while frame is not None and depth > 0:
+        if is_user_file(frame.f_code.co_filename):
             return frame
         frame = frame.f_back
+        depth -= 1
     return None
 
 
-class SiteRecorder:
-    """Notes creation sites while installed; keeps ids and text only, never the objects."""
+def caller_site(skip: int, depth: int = 8) -> Site | None:
+    """Where the user code that called into the library is (a few frames up, never more), with
+    the user frames that led to it."""
+    try:
+        frame: FrameType | None = sys._getframe(skip + 1)
+    except ValueError:
+        return None
+    return site_from(user_frame(frame, depth))
 
-    def __init__(self, rootdir: str | None, wanted: Callable[[type], bool]) -> None:
-        self.rootdir = rootdir
+
+def site_from(frame: FrameType | None) -> Site | None:
+    """A user frame and the user frames that called it."""
+    found: list[tuple[CodeType, int]] = []
+    while frame is not None and len(found) <= _CALLERS:
+        if is_user_file(frame.f_code.co_filename):
+            found.append((frame.f_code, frame.f_lineno))
+        frame = frame.f_back
+    return tuple(found) or None
+
+
+def where(site: Site) -> str:
+    """``path:line in function: source line (from path:line in function, ...)``."""
+    (code, lineno), *callers = site
+    line = linecache.getline(code.co_filename, lineno).strip()
+    text = f"{shown_path(code.co_filename)}:{lineno} in {code.co_name}"
+    if line:
+        text += f": {line}"
+    if callers:
+        text += (
+            " (from "
+            + ", from ".join(f"{shown_path(c.co_filename)}:{n} in {c.co_name}" for c, n in callers)
+            + ")"
+        )
+    return text
+
+
+class SiteRecorder:
+    """Notes creation sites while installed (a profile function); ``--leakcheck-trace``."""
+
+    def __init__(self, wanted: Callable[[type], bool]) -> None:
         self._wanted = wanted
         self._types: dict[type, bool] = {}
-        # id -> (type, code, line): formatted only for the few objects a report asks about.
-        self.sites: dict[int, tuple[type, CodeType, int]] = {}
-        self._previous: ProfileFunc | None = None
+        # id -> (type, site): formatted only for the few objects a report asks about.
+        self.sites: dict[int, tuple[type, Site]] = {}
         self.active = False
 
     def start(self) -> bool:
@@ -111,27 +163,125 @@ class SiteRecorder:
         if wanted is None:
             wanted = self._types[tp] = self._wanted(tp)
         if wanted:
-            frame = _user(caller)
-            if frame is not None:
-                self.sites[id(obj)] = (tp, frame.f_code, frame.f_lineno)
-
-    def _where(self, code: CodeType, lineno: int) -> str:
-        filename = code.co_filename
-        shown = filename
-        if self.rootdir:
-            relative = os.path.relpath(filename, self.rootdir)
-            shown = filename if relative.startswith("..") else relative
-        line = linecache.getline(filename, lineno).strip()
-        where = f"{shown}:{lineno} in {code.co_name}"
-        return f"{where}: {line}" if line else where
+            site = site_from(user_frame(caller))
+            if site is not None:
+                self.sites[id(obj)] = (tp, site)
 
     def site_of(self, obj: object) -> str | None:
         found = self.sites.get(id(obj))
         # An id can be reused by a later object: trust it only for the same type.
         if found is None or found[0] is not type(obj):
             return None
-        return self._where(found[1], found[2])
+        return where(found[1])
 
     def clear(self) -> None:
         self.sites.clear()
         self._types.clear()
+
+
+# -- sys.monitoring, from Python 3.12: only the project's own __init__ methods report --------
+
+_monitoring: Any = getattr(sys, "monitoring", None)
+# Tool ids 0, 1, 2 and 5 are the debugger's, coverage's, a profiler's and an optimizer's by
+# convention; 3 and 4 are free for others.
+_TOOL_IDS = (4, 3)
+PER_INIT = 8  # instances of one class whose creation site is noted, per test
+
+
+class InitMonitor:
+    """Where the project's instances are made, from ``sys.monitoring`` PY_START events of their
+    classes' ``__init__`` code. Made once per session; ``begin``/``end`` around each check."""
+
+    def __init__(self) -> None:
+        self._tool: int | None = None
+        self._codes: set[CodeType] = set()
+        self._off: set[CodeType] = set()  # switched off for the rest of this check
+        self._counts: dict[CodeType, int] = {}
+        self.sites: dict[int, tuple[type, Site]] = {}
+        self.recording = False
+
+    @staticmethod
+    def available() -> bool:
+        return _monitoring is not None
+
+    def install(self, classes: Iterable[type]) -> bool:
+        """Watch these classes' own ``__init__`` (those written in Python). False when every
+        tool id this could use is taken (another tool's monitoring is left alone)."""
+        if _monitoring is None:
+            return False
+        if self._tool is None:
+            for tool in _TOOL_IDS:
+                if _monitoring.get_tool(tool) is None:
+                    _monitoring.use_tool_id(tool, "pytest-leakcheck")
+                    _monitoring.register_callback(tool, _monitoring.events.PY_START, self._started)
+                    self._tool = tool
+                    break
+            else:
+                return False
+        for cls in classes:
+            init = cls.__dict__.get("__init__")
+            code = getattr(init, "__code__", None)
+            if isinstance(code, types.CodeType) and code not in self._codes:
+                self._codes.add(code)
+                _monitoring.set_local_events(self._tool, code, _monitoring.events.PY_START)
+        return True
+
+    def uninstall(self) -> None:
+        if self._tool is not None and _monitoring is not None:
+            for code in self._codes:
+                _monitoring.set_local_events(self._tool, code, 0)
+            _monitoring.register_callback(self._tool, _monitoring.events.PY_START, None)
+            _monitoring.free_tool_id(self._tool)
+        self._tool = None
+        self._codes.clear()
+        self.clear()
+
+    def begin(self) -> None:
+        """A check starts: every watched ``__init__`` reports again."""
+        if self._tool is not None and _monitoring is not None:
+            for code in self._off:
+                _monitoring.set_local_events(self._tool, code, _monitoring.events.PY_START)
+        self._off.clear()
+        self._counts.clear()
+        self.recording = True
+
+    def end(self) -> None:
+        self.recording = False
+
+    def _started(self, code: CodeType, offset: int) -> object:
+        if not self.recording:
+            return None
+        try:
+            frame: FrameType | None = sys._getframe(1)
+            names = code.co_varnames
+            obj = frame.f_locals.get(names[0]) if frame is not None and names else None
+            if frame is not None and obj is not None and id(obj) not in self.sites:
+                site = site_from(user_frame(frame.f_back))
+                if site is not None:
+                    self.sites[id(obj)] = (type(obj), site)
+            frame = None
+            count = self._counts.get(code, 0) + 1
+            self._counts[code] = count
+            if count >= PER_INIT and self._tool is not None:
+                # Enough of this class for this test: no more events from it until the next.
+                self._off.add(code)
+                _monitoring.set_local_events(self._tool, code, 0)
+        except Exception:  # must never disturb the monitored code
+            pass
+        return None
+
+    def site_of(self, obj: object) -> str | None:
+        found = self.sites.get(id(obj))
+        if found is None or found[0] is not type(obj):
+            return None
+        return where(found[1])
+
+    def first_of(self, tp: type) -> str | None:
+        """Where the first instance of ``tp`` noted in this check was made."""
+        for found_type, site in self.sites.values():
+            if found_type is tp:
+                return where(site)
+        return None
+
+    def clear(self) -> None:
+        self.sites.clear()

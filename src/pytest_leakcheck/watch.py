@@ -149,3 +149,20 @@ def _module_name(tp: type) -> str:
 
 def qualified_name(tp: type) -> str:
     return describe.type_name(tp)
+
+
+def project_classes(watch: WatchFilter) -> list[type]:
+    """The classes that the project's modules imported so far define (and the classes nested in
+    them): whose ``__init__`` the plugin can watch from the start."""
+    found: dict[int, type] = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not watch.is_project_module(name):
+            continue
+        pending = [v for v in vars(module).values() if isinstance(v, type)]
+        while pending:
+            cls = pending.pop()
+            if getattr(cls, "__module__", None) != name or id(cls) in found:
+                continue
+            found[id(cls)] = cls
+            pending.extend(v for v in vars(cls).values() if isinstance(v, type))
+    return list(found.values())
