@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pytest_leakcheck.checker import LeakCheck, Options
+from pytest_leakcheck import LeakCheck, Options
 from pytest_leakcheck.watch import WatchFilter
 
 

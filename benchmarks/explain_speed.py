@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import objgraph
 
-from pytest_leakcheck.checker import LeakCheck, Options
+from pytest_leakcheck import LeakCheck, Options
 from pytest_leakcheck.retention import Retention, find_path
 from pytest_leakcheck.watch import WatchFilter
 

@@ -10,9 +10,10 @@ The public API imports no pytest::
         print(group.count, group.type, group.kind, group.path)
 """
 
-from .checker import LeakCheck, Options, check_leaks
+from .checker import LeakCheck, check_leaks
 from .findings import Findings, LeakGroup, judge
 from .kinds import KINDS as ROOT_KINDS
+from .options import Options
 from .retention import Retention
 from .watch import WatchFilter
 

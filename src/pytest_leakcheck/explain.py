@@ -101,7 +101,7 @@ class Explainer:
                     {tp: objs for tp, objs in by_type.items() if not self._not_walked(tp)},
                     caller_refs,
                 )
-            within = _within(by_type, sizes)
+            within = _within(by_type, sizes, walked)
             # No loop variable may name a survivor after the search: indexing keeps none.
             for tp in list(by_type):
                 groups.extend(
@@ -294,17 +294,31 @@ def _sizes(
 
 
 def _within(
-    by_type: Mapping[type, list[object]], sizes: Mapping[type, Retained]
+    by_type: Mapping[type, list[object]],
+    sizes: Mapping[type, Retained],
+    walked: Mapping[type, list[Retention]],
 ) -> dict[type, str]:
     """For each type whose survivors are all retained by another type's, that type's name (the
-    largest such, for a type that two others retain)."""
+    largest such, for a type that two others retain).
+
+    Two types may retain each other (a session and its timer wrapper, each referring to the
+    other): the larger is the outer one, and at equal sizes the one that the path from the root
+    reaches last, the object the chain leads to. Decided by these, never by the order in which
+    the heap listed them.
+    """
+
+    def depth(tp: type) -> int:
+        paths = walked.get(tp)
+        return len(paths[0].path) if paths else 0
+
+    ranked = sorted(sizes, key=lambda tp: (-sizes[tp].bytes, -depth(tp), qualified_name(tp)))
     found: dict[type, str] = {}
-    ranked = sorted(sizes, key=lambda tp: (-sizes[tp].bytes, qualified_name(tp)))
-    for tp in sizes:
+    # The lesser types first: of two that retain each other, the first ranked is the outer one.
+    for tp in reversed(ranked):
         ids = set(map(id, by_type[tp]))
         for outer in ranked:
             if outer is tp or found.get(outer) == qualified_name(tp):
-                continue  # two types that retain each other: the larger one is the outer one
+                continue
             if ids <= sizes[outer].holds:
                 found[tp] = qualified_name(outer)
                 break

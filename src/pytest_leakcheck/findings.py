@@ -82,6 +82,9 @@ class LeakGroup:
     retained_within: str | None = None
     # Where the root (a timer, a thread...) was made, or where its chain started, when noted.
     root_created: str | None = None
+    # Why the test said this object must be released, and where (``expect_released``).
+    expected: str | None = None
+    expected_at: str | None = None
 
     @property
     def root(self) -> str:

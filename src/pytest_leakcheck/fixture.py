@@ -1,4 +1,5 @@
-"""Repeated cycles: the ``leakcheck`` fixture, and a test body run again and again (``runs=``).
+"""The ``leakcheck`` fixture (repeated cycles, objects that must be released) and a test body
+run again and again (``runs=``).
 
 After one run, a cache filled once and a registry that grows on every connect look the same; a
 type that grew in every counted run is the registry.
@@ -13,16 +14,50 @@ import pytest
 
 from . import config as cfg
 from . import report
-from .checker import LeakCheck, Options, RepeatError
+from .checker import LeakCheck, RepeatError
 from .errors import usage
+from .expectations import Expected, NotWeaklyReferable, expect
+from .options import Options
+from .settle import thread_idents
+from .sites import caller_site
+from .stash import CHECK_KEY, EXPECTED_KEY
 from .watch import WatchFilter
 
 
 class CycleRunner:
-    """What the ``leakcheck`` fixture gives a test: cycles judged like ``runs=``."""
+    """What the ``leakcheck`` fixture gives a test: cycles judged like ``runs=``, and objects
+    named as "must be released by the end of the test"."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self._request = request
+        # Threads running before the test's body: only those it starts may still be letting go
+        # of an expected object when the test ends.
+        self._threads_before = thread_idents()
+
+    def expect_released(self, obj: object, why: str = "") -> None:
+        """Fail the test if ``obj`` is still alive when it ends, with what holds it.
+
+        Any object that accepts a weak reference: a library's connection, a socket, a closure.
+        Only a weak reference is kept. ``why`` is said in the report.
+        """
+        node = self._request.node
+        if not isinstance(why, str):
+            raise usage(
+                f"{node.nodeid}: leakcheck.expect_released(why={why!r}): why= is the text the "
+                f"report gives for expecting the object to be released, a str; pass one, or "
+                f"leave it out"
+            )
+        try:
+            expectation = expect(obj, why, at=caller_site(skip=1, depth=4))
+        except NotWeaklyReferable as exc:
+            raise usage(f"{node.nodeid}: leakcheck.{exc}") from None
+        check = node.stash.get(CHECK_KEY, None)
+        if check is not None and check.started:
+            check.expect(expectation)
+        else:
+            node.stash.setdefault(EXPECTED_KEY, Expected(self._threads_before)).items.append(
+                expectation
+            )
 
     def cycles(
         self, runs: int, warmup: int = 0, *, types: Sequence[type | str] = ()
@@ -54,7 +89,8 @@ class CycleRunner:
 
 @pytest.fixture
 def leakcheck(request: pytest.FixtureRequest) -> CycleRunner:
-    """Repeat part of a test in cycles and fail it when something grows in every cycle."""
+    """Repeat part of a test in cycles and fail it when something grows in every cycle; name
+    objects that must be released by the end of the test."""
     return CycleRunner(request)
 
 

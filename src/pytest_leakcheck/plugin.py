@@ -15,24 +15,23 @@ import pytest
 from . import baseline, provenance, report, snapshot
 from . import config as cfg
 from .budget import ExplainBudget
-from .checker import LeakCheck, Options
+from .checker import LeakCheck
 from .errors import LeakcheckWarning, guarded, usage  # noqa: F401 - the warning, by its old name
+from .expectations import unreleased, with_expected
+from .findings import Findings
 from .fixture import (
     leakcheck,  # noqa: F401 - pytest finds the fixture in this module
     repeat_body,
 )
+from .frames import FrameIndex
 from .holders import holders_of
+from .options import Options
 from .outputs import Outputs, add_html_links
 from .running import ThreadKey, thread_key
+from .settle import SETTLE_BUDGET
 from .sites import InitMonitor
+from .stash import CHECK_KEY, EXPECTED_KEY, FAILED_KEY, ITEM_KEY, JUDGED_KEY, SETTINGS_KEY
 from .watch import WatchFilter, project_classes
-
-SETTINGS_KEY = pytest.StashKey[cfg.Settings]()
-ITEM_KEY = pytest.StashKey[cfg.ItemSettings]()
-CHECK_KEY = pytest.StashKey[LeakCheck]()
-FAILED_KEY = pytest.StashKey[str]()
-# The check's findings as report data, and the graph files written, once the window has ended.
-JUDGED_KEY = pytest.StashKey[tuple[dict[str, Any], list[str]]]()
 
 NOT_CHECKED = (
     "not checked for leaks: the test {what}, and its traceback keeps its frames and locals alive, "
@@ -334,6 +333,8 @@ class LeakcheckSession:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         rep = yield
+        if EXPECTED_KEY in item.stash:
+            self._expected_report(item, call.when, rep)
         if CHECK_KEY not in item.stash and JUDGED_KEY not in item.stash:
             return rep
         if call.when in ("setup", "call") and not rep.passed:
@@ -344,6 +345,33 @@ class LeakcheckSession:
         elif call.when == "teardown":
             self._report(item, rep)
         return rep
+
+    def _expected_report(self, item: pytest.Item, when: str, rep: pytest.TestReport) -> None:
+        """A test that is not checked but named objects with ``leakcheck.expect_released()``:
+        judged on its teardown report, once every fixture has let go."""
+        if rep.passed and when != "teardown":
+            return
+        expected = item.stash[EXPECTED_KEY]
+        del item.stash[EXPECTED_KEY]
+        if not rep.passed:
+            expected.items.clear()  # its traceback holds its locals: nothing to judge fairly
+            return
+
+        def judge() -> None:
+            _drop_fixture_values(item)
+            found = unreleased(
+                expected.items,
+                settle=SETTLE_BUDGET,
+                threads_before=expected.threads_before,
+                extra_roots=holders_of(item),
+                frames=lambda: FrameIndex(frozenset(), expected.threads_before),
+                site_of=lambda obj: None,
+            )
+            if found.groups:
+                findings = with_expected(Findings(mode="expect_released"), found)
+                self._apply(rep, self._data(findings), [])
+
+        self._guard(item, "checking what the test expected to be released", judge)
 
     def _report(self, item: pytest.Item, rep: pytest.TestReport) -> None:
         """The teardown report: the check's verdict, judged now if no finalizer did earlier."""
@@ -369,12 +397,7 @@ class LeakcheckSession:
             self._apply(rep, *judged)
 
     def _judge(self, item: pytest.Item, check: LeakCheck) -> None:
-        # pytest drops the test's fixture values right after this hook; a value still listed
-        # here is not held by anything the test left behind.
-        funcargs = getattr(item, "funcargs", None)
-        if isinstance(funcargs, dict):
-            funcargs.clear()
-        del funcargs
+        _drop_fixture_values(item)
         alive = {thread_key(t): t.ident for t in threading.enumerate()}
         self.fixture_threads &= alive.keys()  # an ended one's ident is free for the next thread
         check.foreign_threads |= {i for key in self.fixture_threads if (i := alive[key])}
@@ -383,12 +406,17 @@ class LeakcheckSession:
         except BaseException:
             check.abort()
             raise
-        data = report.findings_data(findings)
-        baseline.add_fingerprints(data)
-        baseline.apply(data, self.known)
+        data = self._data(findings)
         graphs = self.outputs.write_graphs(item.nodeid, findings, data)
         self.budget.record(findings, lenient=not check.options.strict)
         item.stash[JUDGED_KEY] = (data, graphs)
+
+    def _data(self, findings: Findings) -> dict[str, Any]:
+        """The findings as report data, fingerprinted and matched against the baseline."""
+        data = report.findings_data(findings)
+        baseline.add_fingerprints(data)
+        baseline.apply(data, self.known)
+        return data
 
     def _apply(self, rep: pytest.TestReport, data: dict[str, Any], graphs: list[str]) -> None:
         """Put the verdict on the teardown report: a leak fails it."""
@@ -481,3 +509,11 @@ class LeakcheckSession:
         if self.monitor is not None:
             self.monitor.uninstall()
             self.monitor = None
+
+
+def _drop_fixture_values(item: pytest.Item) -> None:
+    """pytest drops the test's fixture values right after its teardown report; a value still
+    listed there is not held by anything the test left behind."""
+    funcargs = getattr(item, "funcargs", None)
+    if isinstance(funcargs, dict):
+        funcargs.clear()

@@ -48,6 +48,9 @@ def group_data(group: LeakGroup) -> dict[str, Any]:
         "created": group.created,
         "retained_within": group.retained_within,
         "root_created": group.root_created,
+        # Named by the test with leakcheck.expect_released(why=...): why, and where it said so.
+        "expected": group.expected,
+        "expected_at": group.expected_at,
         # Counted without a search, and why ("budget" or "repeat"); null when walked.
         "not_walked": group.retentions[0].not_walked if group.retentions else None,
     }
@@ -185,6 +188,10 @@ def format_group(group: Mapping[str, Any]) -> list[str]:
         f"{label}: {group['count']} x {group['type']}{_retaining(group)} held by "
         f"{group['root']}: {group['root_description']}",
     ]
+    if group.get("expected") is not None:
+        why = f": {group['expected']}" if group["expected"] else ""
+        at = f" (said at {group['expected_at']})" if group.get("expected_at") else ""
+        lines.append(f"  expected to be released{why}{at}")
     if group.get("root_created"):
         verb = _MADE.get(group["root"], "made")
         lines.append(f"  the {group['root']} was {verb} at {group['root_created']}")
@@ -281,7 +288,9 @@ def format_findings(data: Mapping[str, Any]) -> str:
         lines.append("")
     lines.extend(format_cycles(data.get("cycles")))
     lines.extend(format_heap(data))
-    if not data.get("traced") and groups:
+    # A named object's report says where the test named it; the others, where they were made.
+    unsited = [g for g in groups if not g.get("created") and g.get("expected") is None]
+    if not data.get("traced") and unsited:
         lines.append(
             "(run with --leakcheck-trace to see where these objects were created; from Python "
             "3.12 on, it is noted without)"

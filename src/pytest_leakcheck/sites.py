@@ -29,9 +29,12 @@ from typing import Any
 
 from .describe import shown_path
 
-# Frames in these directories belong to the standard library or installed packages, not to the
-# code that made the object: a Timer is made by the caller of threading.Timer(...).
-_LIBRARY_DIRS = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+# Frames in these directories belong to the standard library, installed packages or their
+# console scripts (the `pytest` command), not to the code that made the object: a Timer is made
+# by the caller of threading.Timer(...).
+_LIBRARY_DIRS = {
+    sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")
+}
 _NOT_USER = tuple(
     os.path.normcase(os.path.realpath(p)) + os.sep
     for p in (*_LIBRARY_DIRS, os.path.dirname(__file__))

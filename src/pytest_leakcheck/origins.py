@@ -1,0 +1,118 @@
+"""Whose is it: what the checked test made, and what earlier tests left running that its check
+found (their leftovers). Leftovers are named and stopped, never the checked test's verdict.
+
+Origins are read from the tags of ``provenance``; without tags (nothing in the session was
+tagged), every young root is the checked test's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+from . import provenance, running
+from .findings import LeakGroup, Pending
+from .heap import WindowResult
+from .running import ThreadKey
+from .stopping import stop_all
+
+
+class Origins:
+    """The origins of what one check found. ``tag`` is the checked test's tag."""
+
+    def __init__(
+        self,
+        tag: int | None,
+        *,
+        threads_before: frozenset[ThreadKey],
+        ignore_threads: tuple[str, ...],
+        foreign_threads: frozenset[int],
+    ) -> None:
+        self._tag = tag
+        self._threads_before = threads_before
+        self._ignore_threads = ignore_threads
+        self._foreign_threads = foreign_threads
+
+    def other_tags(self, result: WindowResult) -> set[int]:
+        """The tags of roots made by other tests (their leftovers) among what the window found."""
+        own = self._tag
+        if own is None:
+            return set()
+        tags = {provenance.tag_of(o) for o in result.found if id(o) in result.root_ids}
+        return {tag for tag in tags if tag is not None and tag != own}
+
+    def others_threads(self) -> frozenset[int]:
+        """Idents of live threads that other tests made: nothing to wait for on this test's
+        behalf."""
+        own = self._tag
+        if own is None:
+            return frozenset()
+        return frozenset(
+            t.ident
+            for t in threading.enumerate()
+            if t.ident is not None and provenance.tag_of(t) not in (None, own)
+        )
+
+    def by_origin(
+        self, started: list[object], pool_threads: frozenset[int], other_tags: set[int]
+    ) -> tuple[list[object], list[object]]:
+        """The roots this test made (with what its chains armed since), and those that other
+        tests' leftovers made while it ran. Without tags, every young root is the test's. The
+        workers that an older pool started for the test are the pool's (``pool_threads``)."""
+        own = self._tag
+        if own is None:
+            return list(started), []
+        mine: list[object] = []
+        theirs: list[object] = []
+        for obj in started:
+            tag = provenance.tag_of(obj)
+            (mine if tag in (None, own) else theirs).append(obj)
+        # What the chains armed since the window closed, the test's and the others'.
+        known = {id(o) for o in mine} | {id(o) for o in theirs}
+        before = self._threads_before
+        mine.extend(running.made_under(own, running.loops_of(mine), known, before, pool_threads))
+        for tag in other_tags | {provenance.tag_of(o) for o in theirs}:
+            if tag is not None:
+                theirs.extend(running.made_under(tag, running.loops_of(theirs), known, before))
+        return mine, theirs
+
+    @staticmethod
+    def leftovers(found: list[tuple[Pending, object]]) -> list[tuple[Pending, object]]:
+        """What other tests left running, each named after the test that made it."""
+        return [
+            (dataclasses.replace(item, made_by=provenance.name(provenance.tag_of(obj) or 0)), obj)
+            for item, obj in found
+        ]
+
+    def stop_leftovers(self, others: list[tuple[Pending, object]]) -> None:
+        """Stop what other tests left running, chains and all, so that it does not tick into
+        the next tests. ``others`` is emptied."""
+        by_tag: dict[int, list[tuple[Pending, object]]] = {}
+        for item, obj in others:
+            by_tag.setdefault(provenance.tag_of(obj) or 0, []).append((item, obj))
+        others.clear()
+        for tag, items in by_tag.items():
+            stop_all(
+                items,
+                [],
+                (),
+                threads_before=self._threads_before,
+                ignore_threads=self._ignore_threads,
+                foreign_threads=self._foreign_threads,
+                tag=tag or None,
+            )
+        by_tag.clear()
+
+    def split(
+        self, groups: tuple[LeakGroup, ...]
+    ) -> tuple[tuple[LeakGroup, ...], tuple[LeakGroup, ...]]:
+        """Groups held only by roots another test made are that test's, not this one's."""
+        own = self._tag
+        if own is None:
+            return groups, ()
+        theirs = tuple(
+            g
+            for g in groups
+            if g.retentions and all(r.root_tag not in (None, own) for r in g.retentions)
+        )
+        return tuple(g for g in groups if g not in theirs), theirs
