@@ -107,3 +107,55 @@ def test_a_function_scoped_fixture_value_is_dropped_after_teardown(
             pass
     """
     assert_clean(run(pytester, source(FIXTURE_USER, tests)))
+
+
+LOCAL_CLASS = """
+    import unittest
+
+    import pytest
+
+    registry = []
+
+
+    class Holder:
+        pass
+
+
+    @pytest.mark.leakcheck
+    class TestLocalClass(unittest.TestCase):
+        def setUp(self):
+            test = self
+
+            class Handler:
+                def get(self):
+                    return test
+
+            self.holder = Holder()
+            self.holder.handler = Handler
+
+        def test_cycle_through_the_test_case(self):
+            pass
+
+
+    @pytest.mark.leakcheck
+    def test_a_local_class_kept_in_a_registry():
+        class Handler:
+            pass
+
+        Handler.holder = Holder()
+        registry.append(Handler)
+"""
+
+
+def test_a_class_made_by_the_test_is_followed_to_what_holds_it(pytester: pytest.Pytester) -> None:
+    """A class made inside the test is no root of its own: through a cycle with the test case
+    that pytest holds, it is pytest's; kept in a module-level registry, it is a leak there."""
+    result = run(pytester, source(LOCAL_CLASS), "--leakcheck-strict")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "LEAK: 1 x *.Holder, retaining *, held by module global: module *",
+            "LEAK *::test_a_local_class_kept_in_a_registry: 1 x *.Holder*",
+        ]
+    )
+    assert "test_cycle_through_the_test_case" not in result.stdout.str().split("FAILURES")[-1]

@@ -601,3 +601,41 @@ def test_a_timer_that_reuses_the_ident_of_an_ended_fixture_thread_is_still_the_t
     )
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["  LEAK 1 x threading.Timer: Timer * calling builtins.print"])
+
+
+def test_a_pool_the_test_never_shut_down_gets_the_executors_hint(
+    pytester: pytest.Pytester,
+) -> None:
+    """The root is a worker thread, but what the user holds is the executor: the hint names
+    the call that stops it, not the thread's."""
+    code = """
+        import concurrent.futures
+        import threading
+
+        import pytest
+
+        release = threading.Event()
+
+
+        class Job:
+            def __init__(self):
+                self.pool = concurrent.futures.ThreadPoolExecutor(1)
+                self.pool.submit(self.run)
+
+            def run(self):
+                release.wait(2)
+
+
+        @pytest.mark.leakcheck
+        def test_job():
+            Job()
+    """
+    result = run(pytester, code)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "LEAK: 1 x *.Job, retaining *, held by threading.Thread: Thread "
+            "'ThreadPoolExecutor-*' (alive) running concurrent.futures.thread._worker",
+            "  hint: shut the executor down when its owner goes away (executor.shutdown()), *",
+        ]
+    )

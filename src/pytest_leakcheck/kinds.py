@@ -95,6 +95,28 @@ HINTS = {
 }
 
 
+# Common wrappers around a timer, handle or thread: the call that stops them is theirs, and the
+# generic advice for the root underneath ("cancel the handle") names something the user never
+# held. Matched on the root's description (what it calls, or the thread's target).
+WRAPPER_HINTS = (
+    ("PeriodicCallback", "stop the PeriodicCallback when its owner goes away (callback.stop())"),
+    (
+        "concurrent.futures.thread",
+        "shut the executor down when its owner goes away (executor.shutdown()), or use it in a "
+        "with block",
+    ),
+    ("sched.scheduler.run", "cancel the scheduler's events (scheduler.cancel(event))"),
+)
+
+
+def hint(kind: str, description: str) -> str | None:
+    """What to do about a root of this kind, with this description."""
+    for marker, text in WRAPPER_HINTS:
+        if marker in description:
+            return text
+    return HINTS.get(kind)
+
+
 @dataclass(frozen=True)
 class RootInfo:
     """A holder that the search treats as a starting point, known before the walk begins."""

@@ -11,10 +11,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from . import kinds
 from .cycles import sparkline
 from .files import write_atomic
 from .findings import Findings, Heap, LeakGroup, Proof
-from .kinds import HINTS, PENDING_LEAK_KINDS
+from .kinds import PENDING_LEAK_KINDS
 
 SCHEMA_VERSION = 1
 MAX_GROUPS_SHOWN = 5
@@ -209,7 +210,7 @@ def format_group(group: Mapping[str, Any]) -> list[str]:
         lines.append(f"  ({_plural(hidden, 'more distinct path')} not shown)")
     if group.get("untraced"):
         lines.append(f"  ({group['untraced']} more of this type not traced)")
-    hint = HINTS.get(group["root"])
+    hint = kinds.hint(group["root"], group.get("root_description") or "")
     if hint:
         lines.append(f"  hint: {hint}")
     return lines

@@ -77,8 +77,12 @@ class SearchLimits:
 
 def _is_stop(obj: object) -> bool:
     # Modules and classes are roots of a different kind; everything refers to classes (through
-    # ob_type), so walking past one would flood the frontier.
-    return isinstance(obj, (types.ModuleType, type))
+    # ob_type), so walking past one would flood the frontier. Not a class made inside a function
+    # (a test's local handler class): it lives only as long as something holds it, often a cycle
+    # through the very object it seems to hold, and the walk goes on to that holder.
+    if isinstance(obj, type):
+        return "<locals>" not in getattr(obj, "__qualname__", "")
+    return isinstance(obj, types.ModuleType)
 
 
 def find_path(
