@@ -89,14 +89,18 @@ def bare_once() -> float:
     return time.perf_counter() - began
 
 
-def median_ms(func: Callable[[], float], repeat: int) -> float:
+def median_ms(func: Callable[[], float], repeat: int, warmup: int = 1000) -> float:
+    # Warmed up first: the first few hundred checks of a process (caches, the allocator, the
+    # collector's thresholds) ran up to 1.7x slower than the rest on the 2-core machine.
+    for _ in range(min(repeat, warmup)):
+        func()
     return statistics.median(func() for _ in range(repeat)) * 1000
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=2000)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
     heap: list[Filler] = []
@@ -108,8 +112,8 @@ def main() -> None:
         bare = median_ms(bare_once, args.repeat)
         frozen = median_ms(lambda: check_once("auto"), args.repeat)
         cyclic = median_ms(lambda: check_once("auto", cyclic_body), args.repeat)
-        full = median_ms(lambda: check_once("full-heap"), naive_repeat)
-        naive = median_ms(naive_once, naive_repeat)
+        full = median_ms(lambda: check_once("full-heap"), naive_repeat, warmup=1)
+        naive = median_ms(naive_once, naive_repeat, warmup=1)
         rows.append((size, bare, frozen, cyclic, full, 0.0, naive))
     # Last: once a check has seen the application's freeze, it counts the permanent generation
     # again only every few checks, so a frozen-window measurement right after would be skewed.

@@ -91,7 +91,7 @@ def test_where_a_chain_started_and_where_its_owner_was_made_are_named(
         assert "(run with --leakcheck-trace to see where these objects were created" in out
 
 
-def test_sites_of_handles_tasks_events_and_exit_hooks(pytester: pytest.Pytester) -> None:
+def test_sites_of_handles_tasks_events_exit_hooks_and_signal_handlers(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(
         """
         import asyncio
@@ -117,6 +117,7 @@ def test_sites_of_handles_tasks_events_and_exit_hooks(pytester: pytest.Pytester)
         import asyncio
         import atexit
         import sched
+        import signal
         import time
 
         import pytest
@@ -156,18 +157,24 @@ def test_sites_of_handles_tasks_events_and_exit_hooks(pytester: pytest.Pytester)
         @pytest.mark.leakcheck
         def test_exit_hook():
             atexit.register(Ticker().tick)
+
+
+        @pytest.mark.leakcheck
+        def test_signal_handler():
+            previous = signal.signal(signal.SIGUSR2, Ticker().tick)
+            assert previous == signal.SIG_DFL
         """,
         "--leakcheck-json=out.json",
         "-p",
         "no:randomly",
     )
-    result.assert_outcomes(passed=4, failed=4)
+    result.assert_outcomes(passed=5, failed=5)
     doc = json.loads((pytester.path / "out.json").read_text())
     created = {
         e["nodeid"].rpartition("::")[2]: {p["kind"]: p["created"] for p in e["pending"]}
         for e in doc["tests"]
     }
-    name = "test_sites_of_handles_tasks_events_and_exit_hooks.py"
+    name = "test_sites_of_handles_tasks_events_exit_hooks_and_signal_handlers.py"
 
     def made_at(test: str, kind: str, where: str) -> bool:
         site = created[test][kind]
@@ -177,6 +184,13 @@ def test_sites_of_handles_tasks_events_and_exit_hooks(pytester: pytest.Pytester)
     assert made_at("test_event", "sched.Event", "test_event: SCHEDULER.enter(60, 1,")
     assert made_at("test_exit_hook", "atexit", "test_exit_hook: atexit.register(Ticker().tick)")
     assert made_at("test_handle", "asyncio.TimerHandle", "schedule: asyncio.get_running_loop()")
+    assert made_at(
+        "test_signal_handler", "signal handler", "test_signal_handler: previous = signal.signal("
+    )
+    # The handler holds its Ticker: the root's line says where the test set it.
+    result.stdout.fnmatch_lines(
+        ["  the signal handler was set at *:* in test_signal_handler: previous = signal.signal(*"]
+    )
 
 
 @pytest.mark.skipif(not MONITORING, reason="sys.monitoring exists from Python 3.12")

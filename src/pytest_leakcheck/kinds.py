@@ -232,7 +232,10 @@ def signal_roots(handlers: dict[int, object]) -> dict[int, RootInfo]:
     for sig, handler in handlers.items():
         if callable(handler) and not isinstance(handler, int):
             name = signal.Signals(sig).name
+            site = provenance.signal_site(sig, handler)
             found[id(handler)] = RootInfo(
-                SIGNAL_HANDLER, f"{name} handler {describe.short(handler)}"
+                SIGNAL_HANDLER,
+                f"{name} handler {describe.short(handler)}",
+                site=where(site) if site is not None else None,
             )
     return found

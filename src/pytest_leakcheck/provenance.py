@@ -27,6 +27,7 @@ import contextvars
 import functools
 import itertools
 import sched
+import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +48,8 @@ _threads: dict[int, tuple[Identity | None, int, Site | None]] = {}
 _events: dict[int, tuple[float, int, int, Site | None]] = {}  # id -> (time, sequence, tag, site)
 _handles: dict[int, tuple[int, Site | None]] = {}  # id -> (id of the callback, site)
 _chains: dict[tuple[int, int], Site | None] = {}  # (tag, id of the callback) -> first site
+_signals: dict[int, tuple[int, Site | None]] = {}  # signal number -> (id of the handler, site)
+_real_signal: Callable[..., Any] | None = None
 _lock = threading.Lock()
 _patched: dict[tuple[type, str], Callable[..., Any]] = {}
 
@@ -192,6 +195,26 @@ def _loop_made(real: Callable[..., Any], self: object, *args: Any, **kwargs: Any
     return made
 
 
+def _signal(sig: int, handler: Any) -> Any:
+    """``signal.signal``, noting where a tagged test set a handler (one entry per signal)."""
+    real = _real_signal if _real_signal is not None else _REAL_SIGNAL
+    previous = real(sig, handler)
+    if TEST.get() is not None and callable(handler):
+        site = caller_site(skip=1, depth=4)
+        with _lock:
+            _signals[int(sig)] = (id(handler), site)
+    return previous
+
+
+def signal_site(sig: int, handler: object) -> Site | None:
+    """Where the handler now set for ``sig`` was set, when a test set it."""
+    found = _signals.get(int(sig))
+    return found[1] if found is not None and found[0] == id(handler) else None
+
+
+_REAL_SIGNAL = signal.signal
+
+
 def _sweep_threads() -> None:
     alive = {id(t) for t in threading.enumerate()}
     for key in [key for key in _threads if key not in alive]:
@@ -217,7 +240,14 @@ def _patch(cls: type, name: str, impl: Callable[..., Any]) -> None:
 
 
 def install() -> None:
-    """Tag and place threads, ``sched`` events and asyncio handles from now on (idempotent)."""
+    """Tag and place threads, ``sched`` events, asyncio handles and signal handlers from now on
+    (idempotent)."""
+    global _real_signal
+    if _real_signal is None:
+        _real_signal = signal.signal
+        wrapper = functools.wraps(_real_signal)(_signal)
+        wrapper.__leakcheck_wrapper__ = True  # type: ignore[attr-defined]
+        setattr(signal, "signal", wrapper)  # noqa: B010 - typeshed's signature is overloaded
     _patch(threading.Thread, "start", _start)
     _patch(sched.scheduler, "enterabs", _enterabs)
     for name in _LOOP_MAKERS:
@@ -226,6 +256,10 @@ def install() -> None:
 
 def uninstall() -> None:
     """Put the methods back, unless someone replaced them since."""
+    global _real_signal
+    if _real_signal is not None and getattr(signal.signal, "__leakcheck_wrapper__", False):
+        setattr(signal, "signal", _real_signal)  # noqa: B010
+    _real_signal = None
     for (cls, name), real in _patched.items():
         if getattr(getattr(cls, name), "__leakcheck_wrapper__", False):
             setattr(cls, name, real)
@@ -235,3 +269,4 @@ def uninstall() -> None:
         _events.clear()
         _handles.clear()
         _chains.clear()
+        _signals.clear()

@@ -25,7 +25,7 @@ class Recording:
         self.threads_before: frozenset[int] = frozenset()
         self.thread_keys_before: frozenset[running.ThreadKey] = frozenset()
         self.rss_before: int | None = None
-        self.process = running.ProcessState()
+        self.process = running.ProcessState({}, {})  # taken in start()
         self.atexit = running.AtexitRecorder()
         self.tracing: Tracing | None = None
         self.sites: SiteRecorder | None = None

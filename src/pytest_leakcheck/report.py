@@ -178,6 +178,7 @@ _MADE = {
     "asyncio.Handle": "scheduled",
     "sched.Event": "scheduled",
     "atexit": "registered",
+    "signal handler": "set",
 }
 
 _LABELS = {"leak": "LEAK", "suspect": "suspect", "known": "known (in the baseline)"}

@@ -244,9 +244,13 @@ def left_running(
 class ProcessState:
     """Interval timers and signal handlers before a test, to tell what it changed."""
 
-    def __init__(self) -> None:
-        self.itimers = _itimers()
-        self.handlers = handlers()
+    def __init__(
+        self,
+        itimers: dict[str, tuple[float, float]] | None = None,
+        handlers_: dict[int, object] | None = None,
+    ) -> None:
+        self.itimers = _itimers() if itimers is None else itimers
+        self.handlers = handlers() if handlers_ is None else handlers_
 
     def changes(self) -> list[Pending]:
         found = [
@@ -257,8 +261,13 @@ class ProcessState:
         for sig, handler in handlers().items():
             if handler is not self.handlers.get(sig):
                 name = signal.Signals(sig).name
+                site = provenance.signal_site(sig, handler)
                 found.append(
-                    Pending(SIGNAL_HANDLER, f"{name} handler changed to {describe.short(handler)}")
+                    Pending(
+                        SIGNAL_HANDLER,
+                        f"{name} handler changed to {describe.short(handler)}",
+                        where(site) if site is not None else None,
+                    )
                 )
         return found
 
@@ -276,9 +285,15 @@ class ProcessState:
         return done
 
 
+_ITIMERS = tuple(
+    (name, getattr(signal, name))
+    for name in ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")
+    if hasattr(signal, name)
+)
+
+
 def _itimers() -> dict[str, tuple[float, float]]:
-    names = ("ITIMER_REAL", "ITIMER_VIRTUAL", "ITIMER_PROF")
-    return {n: signal.getitimer(getattr(signal, n)) for n in names if hasattr(signal, n)}
+    return {name: signal.getitimer(which) for name, which in _ITIMERS}
 
 
 # Plain numbers and the C function: signal.getsignal() converts every answer to an enum, which
