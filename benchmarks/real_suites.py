@@ -171,6 +171,14 @@ SUITES: dict[str, Suite] = {
             note="TTL caches with timers, thread-safe decorators",
         ),
         Suite(
+            "tornado",
+            "tornado",
+            "6.6.1",
+            deps=(),
+            args=("tornado/test",),
+            note="PeriodicCallback, IOLoop.call_later, thread pools, unittest-style tests",
+        ),
+        Suite(
             "schedule",
             "schedule",
             "1.2.2",

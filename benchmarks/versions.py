@@ -6,9 +6,9 @@
 For each of Python 3.10, 3.11, 3.12 and 3.13 (``python3.X`` on PATH, or pyenv's), it makes a
 virtual environment under the work directory with this checkout installed, runs
 ``benchmarks/clean_overhead.py --json`` in it, and prints, per heap size, what the frozen-window
-check adds to a clean body (median ms; the fastest of ``--runs`` processes, each measured after
-a warm-up) on each interpreter and its ratio to 3.11's. The target is
-at most 1.2x everywhere. A missing interpreter is reported, not an error: this compares what the
+check adds to a clean body (the mean of the middle 80% of the timings after a warm-up; the
+fastest of ``--runs`` processes) on each interpreter and its ratio to 3.11's. The target is at
+most 1.2x everywhere. A missing interpreter is reported, not an error: this compares what the
 machine has.
 """
 
@@ -61,7 +61,7 @@ def measure(python: Path, sizes: str, repeat: int, out: Path) -> dict[str, objec
 
 
 def fastest(docs: list[dict[str, object]]) -> dict[str, object]:
-    """One document whose every timing is the fastest of the runs' medians."""
+    """One document whose every timing is the fastest of the runs."""
     best = dict(docs[0])
     each: list[list[dict[str, float]]] = [doc["rows"] for doc in docs]  # type: ignore[misc]
     rows = [{key: min(r[n][key] for r in each) for key in row} for n, row in enumerate(each[0])]
@@ -85,7 +85,7 @@ def main() -> int:
             print(f"Python {minor}: not on this machine", file=sys.stderr)
             continue
         pythons[minor] = prepare(python, workdir / f"venv-{minor}")
-    # Round-robin over the interpreters, then the fastest of the runs' medians per cell: a slow
+    # Round-robin over the interpreters, then the fastest of the runs per cell: a slow
     # phase of a shared machine (up to 1.5x for tens of seconds) then lands on no one interpreter.
     runs: dict[str, list[dict[str, object]]] = {minor: [] for minor in pythons}
     for run in range(args.runs):
@@ -102,7 +102,7 @@ def main() -> int:
         ("app_frozen", "check while the application froze the heap"),
     ]
     for key, title in columns:
-        print(f"\n{title} (median ms, ratio to {BASELINE})")
+        print(f"\n{title} (ms, mean of the middle 80%, ratio to {BASELINE})")
         print(f"{'heap objects':>12} " + " ".join(f"{m:>16}" for m in results))
         base_rows = results[BASELINE]["rows"]
         assert isinstance(base_rows, list)
