@@ -91,7 +91,9 @@ def test_where_a_chain_started_and_where_its_owner_was_made_are_named(
         assert "(run with --leakcheck-trace to see where these objects were created" in out
 
 
-def test_sites_of_handles_tasks_events_exit_hooks_and_signal_handlers(pytester: pytest.Pytester) -> None:
+def test_sites_of_handles_tasks_events_exit_hooks_and_signal_handlers(
+    pytester: pytest.Pytester,
+) -> None:
     pytester.makeconftest(
         """
         import asyncio
