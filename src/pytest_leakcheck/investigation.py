@@ -7,10 +7,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 
-from . import kinds, running
+from . import kinds, provenance, running
 from .cycles import Series
 from .expectations import Expectation, Unreleased, still_alive, unreleased
 from .explain import Explainer, ExplainPolicy, holding
@@ -112,7 +113,13 @@ class Investigation:
             with _threads_paused():
                 mine, theirs = origins.by_origin(started, result.pool_threads, other_tags)
                 left = self._left_running(mine)
-                others = origins.leftovers(self._left_running(theirs))
+                others = self._left_running(theirs)
+                chains = other_tags | _timer_tags(mine) | _timer_tags(theirs)
+                for item in origins.handed_over(chains, [*left, *others], self._left_running):
+                    (left if provenance.tag_of(item[1]) in (None, self._tag) else others).append(
+                        item
+                    )
+                others = origins.leftovers(others)
                 # What is still running stays in ``left`` alone. A timer that ended since the
                 # window closed is a plain object now, and held here it would keep alive what
                 # its function holds.
@@ -230,3 +237,12 @@ def _threads_paused() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
+
+
+def _timer_tags(roots: list[object]) -> set[int]:
+    """The tags of the timers among ``roots``: the chains whose next timer may be missed."""
+    return {
+        tag
+        for obj in roots
+        if isinstance(obj, threading.Timer) and (tag := provenance.tag_of(obj)) is not None
+    }

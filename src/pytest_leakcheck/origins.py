@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
+from collections.abc import Callable
 
 from . import provenance, running
 from .findings import LeakGroup, Pending
 from .heap import WindowResult
 from .running import ThreadKey
+from .settle import HANDOVER_SECONDS, backoff
 from .stopping import stop_all
 
 
@@ -76,6 +79,30 @@ class Origins:
                 theirs.extend(running.made_under(tag, running.loops_of(theirs), known, before))
         return mine, theirs
 
+    def handed_over(
+        self,
+        tags: set[int],
+        found: list[tuple[Pending, object]],
+        pending: Callable[[list[object]], list[tuple[Pending, object]]],
+    ) -> list[tuple[Pending, object]]:
+        """The pending timers of chains that ``found`` missed because they were caught between
+        two timers: the old one seen still in its callback, finished by the time it was judged,
+        and the next one not started yet when the threads were listed. Looked at again, briefly,
+        for each of ``tags`` with nothing pending in ``found`` while one of its timers has not
+        finished; ``pending`` judges what is listed."""
+        missing = tags - {provenance.tag_of(obj) for _, obj in found}
+        caught: list[tuple[Pending, object]] = []
+        for tag in missing:
+            for pause in backoff(HANDOVER_SECONDS):
+                listed = running.made_under(tag, (), set(), self._threads_before)
+                now = pending(listed)
+                listed.clear()
+                if now or not _unfinished_timer(tag):
+                    caught.extend(now)
+                    break
+                time.sleep(pause)
+        return caught
+
     @staticmethod
     def leftovers(found: list[tuple[Pending, object]]) -> list[tuple[Pending, object]]:
         """What other tests left running, each named after the test that made it."""
@@ -116,3 +143,12 @@ class Origins:
             if g.retentions and all(r.root_tag not in (None, own) for r in g.retentions)
         )
         return tuple(g for g in groups if g not in theirs), theirs
+
+
+def _unfinished_timer(tag: int) -> bool:
+    """A timer made under ``tag`` has not run its function yet, or is running it (it may be
+    arming the chain's next timer)."""
+    return any(
+        isinstance(t, threading.Timer) and not t.finished.is_set() and provenance.tag_of(t) == tag
+        for t in threading.enumerate()
+    )

@@ -32,6 +32,9 @@ WINDING_DOWN_SECONDS = 2.0
 CHAIN_SECONDS = 2.0
 # How long a timer just cancelled, or a callback handed to a loop's thread, is waited for.
 STOP_SECONDS = 1.0
+# How long a chain caught between two timers (the old one's callback arming the next) is looked
+# at again until its next timer is pending.
+HANDOVER_SECONDS = 0.1
 
 
 def backoff(budget: float, first: float = FIRST_PAUSE) -> Iterator[float]:
