@@ -846,12 +846,16 @@ def print_findings(findings: list[dict[str, Any]]) -> None:
     merged: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for f in findings:
         start = (VOLATILE.sub("#", str(step)) for step in f["path"][:2])
-        key = (str(f["verdict"]), str(f["type"]), str(f["root"]), *start)
+        key = (str(f["verdict"]), str(f["type"]), str(f["root"] or "not walked"), *start)
         merged.setdefault(key, []).append(f)
     for (verdict, type_, root, *_start), group in sorted(merged.items()):
         tests = sorted({str(f["nodeid"]) for f in group})
         objects = sum(int(f["count"] or 0) for f in group)
-        what = "left running" if group[0]["finding"] == "left running" else f"held by {root}"
+        what = (
+            "left running"
+            if group[0]["finding"] == "left running"
+            else ("not walked" if root == "not walked" else f"held by {root}")
+        )
         print(
             f"  {verdict.upper():<7} {type_} {what}: {objects} in {len(tests)} test(s), "
             f"e.g. {tests[0]}"

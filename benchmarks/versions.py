@@ -10,6 +10,10 @@ check adds to a clean body (the mean of the middle 80% of the timings after a wa
 fastest of ``--runs`` processes) on each interpreter and its ratio to 3.11's. The target is at
 most 1.2x everywhere. A missing interpreter is reported, not an error: this compares what the
 machine has.
+
+For scale, it also times pytest itself on each interpreter, without the check: the wall time of a
+session of 2,000 empty tests less that of 200, per test. The plugin's check is Python code, and
+runs as much slower on an older interpreter as pytest's own per-test work does.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,6 +65,23 @@ def measure(python: Path, sizes: str, repeat: int, out: Path) -> dict[str, objec
     return doc
 
 
+def pytest_per_test(python: Path, workdir: Path) -> float:
+    """Milliseconds pytest itself spends per empty test on this interpreter (no check)."""
+    seconds = {}
+    for count in (200, 2000):
+        module = workdir / f"test_empty_{count}.py"
+        module.write_text(
+            "import pytest\n\n\n"
+            f"@pytest.mark.parametrize('i', range({count}))\n"
+            "def test_empty(i):\n    pass\n"
+        )
+        cmd = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", module.name]
+        began = time.perf_counter()
+        subprocess.run(cmd, cwd=workdir, check=True, capture_output=True)
+        seconds[count] = time.perf_counter() - began
+    return (seconds[2000] - seconds[200]) / 1800 * 1000
+
+
 def fastest(docs: list[dict[str, object]]) -> dict[str, object]:
     """One document whose every timing is the fastest of the runs."""
     best = dict(docs[0])
@@ -88,10 +110,12 @@ def main() -> int:
     # Round-robin over the interpreters, then the fastest of the runs per cell: a slow
     # phase of a shared machine (up to 1.5x for tens of seconds) then lands on no one interpreter.
     runs: dict[str, list[dict[str, object]]] = {minor: [] for minor in pythons}
+    per_test: dict[str, list[float]] = {minor: [] for minor in pythons}
     for run in range(args.runs):
         for minor, venv_python in pythons.items():
             out = workdir / f"{minor}-{run}.json"
             runs[minor].append(measure(venv_python, args.sizes, args.repeat, out))
+            per_test[minor].append(pytest_per_test(venv_python, workdir))
     results = {minor: fastest(docs) for minor, docs in runs.items()}
     if BASELINE not in results:
         print(f"no Python {BASELINE}: nothing to compare against", file=sys.stderr)
@@ -116,6 +140,10 @@ def main() -> int:
                 reference = base[key] - (base["bare"] if key == "frozen" else 0)
                 cells.append(f"{value:>8.4f} {value / reference:>5.2f}x")
             print(f"{base['heap_objects']:>12,} " + " ".join(f"{c:>16}" for c in cells))
+    base_pytest = min(per_test[BASELINE])
+    print(f"\npytest's own time per empty test, no check (ms, ratio to {BASELINE})")
+    print(" ".join(f"{m:>16}" for m in per_test))
+    print(" ".join(f"{min(t):>8.4f} {min(t) / base_pytest:>5.2f}x" for t in per_test.values()))
     print("\ninterpreters: " + ", ".join(f"{m} = {d['python']}" for m, d in results.items()))
     return 0
 

@@ -42,13 +42,15 @@ def test_with_no_explain_budget_suspects_are_counted_without_a_path(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "SUSPECT *::test_user_session: 1 x *.User (unknown)",
-            "1 suspect group(s) counted without a path: explaining suspects had used its 0% *",
+            "SUSPECT *::test_user_session: 1 x *.User (not walked)",
+            "0 suspect group(s) walked to their root, 1 counted without a path: explaining "
+            "suspects had used its 0% *",
         ]
     )
     [entry] = load_json(pytester)["tests"]
     [group] = entry["leaks"]
-    assert (group["count"], group["root"], group["verdict"]) == (1, "unknown", "suspect")
+    assert (group["count"], group["root"], group["verdict"]) == (1, None, "suspect")
+    assert group["not_walked"] == "budget"
     assert group["root_description"].startswith("not walked: the session's time budget")
     # A leak is always explained: the budget is for suspects only.
     strict = run(pytester, registry(marker=""), *args, "--leakcheck-strict")

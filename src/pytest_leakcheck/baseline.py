@@ -45,7 +45,9 @@ def _digest(*parts: str) -> str:
 
 def add_fingerprints(data: dict[str, Any]) -> None:
     for group in data.get("leaks", []):
-        group["fingerprint"] = group_fingerprint(group["type"], group["root"], group["path"])
+        group["fingerprint"] = group_fingerprint(
+            group["type"], group["root"] or "not walked", group["path"]
+        )
     for item in data.get("pending", []):
         item["fingerprint"] = pending_fingerprint(item["kind"], item["description"])
 

@@ -33,11 +33,20 @@ def human_size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def root_word(group: Mapping[str, Any]) -> str:
+    """The root kind of a group's data, or "not walked" for a group counted without a search."""
+    root = group.get("root")
+    return root if isinstance(root, str) else "not walked"
+
+
 def group_data(group: LeakGroup) -> dict[str, Any]:
+    not_walked = group.retentions[0].not_walked if group.retentions else None
     return {
         "type": group.type,
         "count": group.count,
-        "root": group.kind,
+        # A group counted without a search has no root kind: not even "unknown", which is the
+        # kind of a root that a search found and could not name.
+        "root": None if not_walked else group.kind,
         "verdict": group.verdict,
         "root_description": group.root,
         "path": list(group.path),
@@ -53,7 +62,7 @@ def group_data(group: LeakGroup) -> dict[str, Any]:
         "expected": group.expected,
         "expected_at": group.expected_at,
         # Counted without a search, and why ("budget" or "repeat"); null when walked.
-        "not_walked": group.retentions[0].not_walked if group.retentions else None,
+        "not_walked": not_walked,
     }
 
 
@@ -125,7 +134,7 @@ def verdict_line(data: Mapping[str, Any]) -> str:
             return f"{what}: {len(listed)} x {names}"
         return _heap_verdict(data)
     total = sum(g["count"] for g in shown)
-    kinds = sorted({g["root"] for g in shown})
+    kinds = sorted({root_word(g) for g in shown})
     what = "leaked" if leaks else "left (suspect)"
     types = sorted({g["type"].rpartition(".")[2] for g in shown})
     line = f"{what} {_plural(total, 'object')} of {', '.join(types)}, held by {', '.join(kinds)}"
@@ -188,7 +197,7 @@ def format_group(group: Mapping[str, Any]) -> list[str]:
     label = _LABELS.get(group["verdict"], group["verdict"])
     lines = [
         f"{label}: {group['count']} x {group['type']}{_retaining(group)} held by "
-        f"{group['root']}: {group['root_description']}",
+        f"{root_word(group)}: {group['root_description']}",
     ]
     if group.get("expected") is not None:
         why = f": {group['expected']}" if group["expected"] else ""
@@ -308,7 +317,7 @@ def summary_lines(entries: Iterable[Mapping[str, Any]], limit: int = 20) -> list
     items = list(entries)
     for entry in items[:limit]:
         parts = [
-            f"{g['count']} x {g['type']}{_retaining(g).rstrip(',')} ({g['root']})"
+            f"{g['count']} x {g['type']}{_retaining(g).rstrip(',')} ({root_word(g)})"
             for g in entry["leaks"]
         ]
         if entry.get("heap_leak"):
@@ -329,12 +338,15 @@ def session_summary(entries: Sequence[Mapping[str, Any]], explain_budget: float)
     lines = [*summary_lines(entries), *fingerprint_lines(entries)]
     if known:
         lines.append(f"{known} test(s) with only known leaks (in the baseline)")
-    unexplained = sum(1 for e in entries for g in e["leaks"] if g.get("not_walked") == "budget")
+    groups = [g for e in entries for g in e["leaks"] if g["verdict"] == "suspect"]
+    unexplained = sum(1 for g in groups if g.get("not_walked") == "budget")
     if unexplained:
+        walked = sum(1 for g in groups if not g.get("not_walked"))
         lines.append(
-            f"{unexplained} suspect group(s) counted without a path: explaining "
-            f"suspects had used its {explain_budget:g}% of the session's time "
-            f"(raise it with --leakcheck-explain-budget)"
+            f"{walked} suspect group(s) walked to their root, {unexplained} counted without a "
+            f"path: explaining suspects had used its {explain_budget:g}% of the session's time "
+            f"(raise it with --leakcheck-explain-budget, or walk every one with "
+            f"--leakcheck-strict)"
         )
     lines.append(
         f"{leaks} leaking, {suspects} suspect test(s); suspects do not fail the run "
@@ -373,7 +385,7 @@ def fingerprint_lines(entries: Iterable[Mapping[str, Any]], limit: int = 10) -> 
         where = f"{tests[0]}" + (f" and {len(tests) - 1} more tests" if len(tests) > 1 else "")
         lines.append(
             f"  {fingerprint} {group['type']}{_retaining(group).rstrip(',')} "
-            f"({group['root']}) in {where}"
+            f"({root_word(group)}) in {where}"
         )
     if len(ranked) > limit:
         lines.append(f"  ... and {len(ranked) - limit} more fingerprints (see the JSON report)")
@@ -387,7 +399,7 @@ def junit_properties(data: Mapping[str, Any]) -> list[tuple[str, object]]:
     if leaks:
         props.append(("leakcheck_leaked_objects", sum(g["count"] for g in leaks)))
         props.append(("leakcheck_retained_bytes", data.get("retained_bytes") or 0))
-        props.append(("leakcheck_roots", ",".join(sorted({g["root"] for g in leaks}))))
+        props.append(("leakcheck_roots", ",".join(sorted({root_word(g) for g in leaks}))))
         props.append(("leakcheck_fingerprints", ",".join(g["fingerprint"] for g in leaks)))
     return props
 
