@@ -159,3 +159,39 @@ def test_a_class_made_by_the_test_is_followed_to_what_holds_it(pytester: pytest.
         ]
     )
     assert "test_cycle_through_the_test_case" not in result.stdout.str().split("FAILURES")[-1]
+
+
+def test_a_unittest_test_case_is_neither_made_again_nor_a_suspect(
+    pytester: pytest.Pytester,
+) -> None:
+    # pytest drops a TestCase at teardown, and its item makes a new one whenever its `instance`
+    # is read: a check that read it made a TestCase per test, and every unittest-style test of
+    # a suite became a suspect once the explain budget was spent.
+    code = """
+        import unittest
+
+        MADE = []
+
+        class TestCaseLike(unittest.TestCase):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                MADE.append(self._testMethodName)
+
+            def test_a(self):
+                pass
+
+            def test_b(self):
+                pass
+
+        def test_made_as_without_the_check():
+            print("made:", sorted(MADE))
+        """
+    plain = run(pytester, code, "-s", "-p", "no:randomly")
+    checked = run(
+        pytester, code, "-s", "-p", "no:randomly", "--leakcheck", "--leakcheck-explain-budget=0"
+    )
+    checked.assert_outcomes(passed=3)
+    made = [line[line.index("made:") :] for line in plain.outlines if "made:" in line]
+    again = [line[line.index("made:") :] for line in checked.outlines if "made:" in line]
+    assert made and made == again
+    assert "SUSPECT" not in checked.stdout.str(), checked.stdout.str()

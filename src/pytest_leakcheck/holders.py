@@ -8,6 +8,7 @@ and handed to it as data: the checker never calls back into pytest.
 from __future__ import annotations
 
 import builtins
+import types
 import warnings
 
 import pytest
@@ -40,10 +41,24 @@ def _fixture_values(item: pytest.Item) -> dict[int, RootInfo]:
     return found
 
 
+def _test_instance(item: pytest.Item) -> object | None:
+    """The instance of the test's class that pytest holds now, read without making one.
+
+    ``item.instance`` is a property that makes a new instance when the item has none: after
+    pytest's teardown (which drops a unittest ``TestCase``), reading it would make a ``TestCase``
+    inside the window, for the check to find alive.
+    """
+    state = vars(item)
+    instance = state.get("_instance")  # pytest 8 and later
+    if instance is None:
+        instance = getattr(state.get("_obj"), "__self__", None)  # a bound test method (pytest 7)
+    return None if instance is None or isinstance(instance, types.ModuleType) else instance
+
+
 def _pytest_holders(item: pytest.Item) -> dict[int, RootInfo]:
     found: dict[int, RootInfo] = {}
     # The instance pytest made of the test's class lives as long as the item does.
-    instance = getattr(item, "instance", None)
+    instance = _test_instance(item)
     if instance is not None:
         found[id(instance)] = RootInfo(FIXTURE, "the test class instance pytest keeps")
     # A parametrized test's arguments live in its callspec as long as the item does: a
