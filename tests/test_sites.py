@@ -274,3 +274,45 @@ def test_when_other_tools_hold_the_free_monitoring_ids_nothing_breaks(
     result.assert_outcomes(passed=1, failed=1)
     assert "Item created at" not in result.stdout.str()
     assert "LeakcheckWarning" not in result.stdout.str()
+
+
+@pytest.mark.skipif(not MONITORING, reason="sys.monitoring exists from Python 3.12")
+def test_noting_where_an_instance_is_made_keeps_none_of_the_arguments_alive(
+    pytester: pytest.Pytester,
+) -> None:
+    # To find `self`, the monitor reads the locals of the __init__ it was told of. Before 3.13
+    # that read left a snapshot of every argument on the frame, and a frame kept by a traceback
+    # then kept the arguments that the __init__ had dropped (tornado's coroutine Runner drops
+    # them so that a coroutine's locals are freed without the collector; its test of that failed).
+    result = run(
+        pytester,
+        """
+        import weakref
+
+        import pytest
+
+
+        class Payload:
+            pass
+
+
+        class Runner:
+            def __init__(self, payload):
+                payload = None  # dropped before it fails, to be freed at once
+                raise ValueError("kept with its traceback, and so the frame")
+
+
+        @pytest.mark.leakcheck
+        def test_the_dropped_argument_is_freed_at_once():
+            payload = Payload()
+            ref = weakref.ref(payload)
+            try:
+                Runner(payload)
+            except ValueError as exc:
+                error = exc
+            del payload
+            assert ref() is None
+            del error
+        """,
+    )
+    result.assert_outcomes(passed=1)

@@ -61,6 +61,7 @@ Site = tuple[tuple[CodeType, int], ...]
 _CALLERS = 2
 
 _USER_FILES: dict[str, bool] = {}
+_SNAPSHOT_LOCALS = sys.version_info < (3, 13)  # f_locals is a write-through proxy from 3.13 on
 
 
 def is_user_file(filename: str) -> bool:
@@ -257,7 +258,16 @@ class InitMonitor:
         try:
             frame: FrameType | None = sys._getframe(1)
             names = code.co_varnames
-            obj = frame.f_locals.get(names[0]) if frame is not None and names else None
+            obj = None
+            if frame is not None and names:
+                local_vars = frame.f_locals
+                obj = local_vars.get(names[0])
+                if _SNAPSHOT_LOCALS and type(local_vars) is dict:
+                    # Before 3.13 the read stored a snapshot of every local on the frame, alive
+                    # until __init__ returns: code that drops its locals early to free them (an
+                    # __init__ that runs a whole coroutine) would see them kept.
+                    local_vars.clear()
+                del local_vars
             if frame is not None and obj is not None and id(obj) not in self.sites:
                 site = site_from(user_frame(frame.f_back))
                 if site is not None:
