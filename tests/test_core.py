@@ -12,6 +12,7 @@ import sched
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -351,10 +352,46 @@ def test_survivors_that_hold_each_other_are_traced_to_the_same_root() -> None:
         REGISTRY.clear()
 
 
+def test_a_pool_worker_waiting_for_work_is_not_waited_for_but_one_running_a_job_is() -> None:
+    # Left idle by a test (asyncio's default executor, under tornado's resolver), a worker holds
+    # nothing and will not end by itself: waiting for it cost every such test the whole settle
+    # budget and a full collection per look.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pytest_leakcheck.settle import idle_threads
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    def busy() -> int | None:
+        inside.set()
+        release.wait(10)
+        return threading.get_ident()
+
+    idle_pool = ThreadPoolExecutor(1)
+    busy_pool = ThreadPoolExecutor(1)
+    try:
+        idle = idle_pool.submit(threading.get_ident).result(5)
+        running = busy_pool.submit(busy)
+        assert inside.wait(5)
+        for _ in range(100):  # the idle worker is back in its queue's get() within moments
+            if idle in idle_threads():
+                break
+            time.sleep(0.01)
+        idents = idle_threads()
+        assert idle in idents
+        release.set()
+        assert running.result(5) not in idents
+    finally:
+        release.set()
+        idle_pool.shutdown(wait=True)
+        busy_pool.shutdown(wait=True)
+
+
 def test_a_timer_waiting_for_its_interval_is_not_waited_for_but_one_running_its_function_is() -> (
     None
 ):
-    from pytest_leakcheck.settle import waiting_timers
+    from pytest_leakcheck.settle import idle_threads
 
     inside = threading.Event()
     release = threading.Event()
@@ -370,9 +407,18 @@ def test_a_timer_waiting_for_its_interval_is_not_waited_for_but_one_running_its_
         timer.start()
     try:
         assert inside.wait(5)
-        idents = waiting_timers()
+        idents = idle_threads()
         assert waiting.ident in idents
         assert running.ident not in idents
+        # Cancelled, it is about to end: worth waiting for, even before its thread wakes up
+        # (which it cannot do while this thread keeps the interpreter).
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(30)
+        try:
+            waiting.cancel()
+            assert waiting.ident not in idle_threads()
+        finally:
+            sys.setswitchinterval(previous)
     finally:
         waiting.cancel()
         release.set()

@@ -9,6 +9,7 @@ nothing is running that could let go of them, there is no wait at all.
 
 from __future__ import annotations
 
+import concurrent.futures.thread
 import sys
 import threading
 import time
@@ -62,15 +63,23 @@ def _exiting(idents: frozenset[int]) -> bool:
 
 _TIMER_RUN = threading.Timer.run.__code__
 _EVENT_WAIT = threading.Event.wait.__code__
+# A thread pool's worker (concurrent.futures, and so asyncio's default executor): blocked in its
+# queue's get(), written in C, its own frame is the innermost one.
+_POOL_WORKER = getattr(getattr(concurrent.futures.thread, "_worker", None), "__code__", None)
 
 
-def waiting_timers() -> set[int]:
-    """Timers still waiting for their interval: not about to finish anything, not worth waiting
-    for (a timer that is running its function is)."""
+def idle_threads() -> set[int]:
+    """Threads not about to let go of anything by themselves: timers still waiting for their
+    interval (not one running its function, nor one cancelled: it is about to end), and
+    thread-pool workers waiting for work (they hold nothing between two jobs). Not worth waiting
+    for."""
     waiting: set[int] = set()
     frames = sys._current_frames()
     try:
         for ident, frame in frames.items():
+            if frame.f_code is _POOL_WORKER:
+                waiting.add(ident)
+                continue
             inner: types.FrameType | None = None
             outer: types.FrameType | None = frame
             while outer is not None and outer.f_code is not _TIMER_RUN:
@@ -80,7 +89,13 @@ def waiting_timers() -> set[int]:
             inner = outer = None
     finally:
         frames.clear()
-    return waiting
+    # A cancelled timer still inside its wait is about to end, and to let go of its function.
+    ending = {
+        t.ident
+        for t in threading.enumerate()
+        if isinstance(t, threading.Timer) and t.finished.is_set()
+    }
+    return waiting - ending
 
 
 def _called_from(inner: types.FrameType, outer: types.FrameType) -> bool:
@@ -133,8 +148,10 @@ def settle(
         if not alive:
             break
         now = threads_now()
-        if now == threads and not (now - threads_before):
-            break  # nothing the test started is running, and nothing changed: nothing will
+        if now == threads and not (now - threads_before - idle_threads()):
+            # Nothing the test started is running (its timers wait, its pools' workers idle),
+            # and nothing changed: nothing will.
+            break
         remaining = max(0.0, budget - (time.monotonic() - began))
         joined = join_winding_down(max(remaining, WINDING_DOWN_SECONDS))
         time.sleep(pause)
@@ -144,7 +161,7 @@ def settle(
         threads = threads_now()
         alive = find_by_id(ids)
         progress = len(alive) < count or joined or threads != now or _exiting(threads)
-        running = bool(threads_now() - threads_before - waiting_timers())
+        running = bool(threads_now() - threads_before - idle_threads())
         if not progress and not running and threads_now() == threads:
             break
     return alive, time.monotonic() - began
