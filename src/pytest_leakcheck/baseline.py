@@ -18,6 +18,7 @@ from typing import Any
 
 from .files import write_atomic
 from .findings import test_verdict
+from .report import root_word
 
 _NUMBERS = re.compile(r"0x[0-9a-f]+|\d+(\.\d+)?")
 # Paths of files and the "(at file:line)" of coroutines differ between machines and checkouts.
@@ -45,9 +46,7 @@ def _digest(*parts: str) -> str:
 
 def add_fingerprints(data: dict[str, Any]) -> None:
     for group in data.get("leaks", []):
-        group["fingerprint"] = group_fingerprint(
-            group["type"], group["root"] or "not walked", group["path"]
-        )
+        group["fingerprint"] = group_fingerprint(group["type"], root_word(group), group["path"])
     for item in data.get("pending", []):
         item["fingerprint"] = pending_fingerprint(item["kind"], item["description"])
 

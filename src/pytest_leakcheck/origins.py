@@ -97,11 +97,22 @@ class Origins:
                 listed = running.made_under(tag, (), set(), self._threads_before)
                 now = pending(listed)
                 listed.clear()
-                if now or not _unfinished_timer(tag):
+                if now or not self._unfinished_timer(tag):
                     caught.extend(now)
                     break
                 time.sleep(pause)
         return caught
+
+    def _unfinished_timer(self, tag: int) -> bool:
+        """A timer made under ``tag`` since the window opened has not run its function yet, or
+        is running it (it may be arming the chain's next timer)."""
+        return any(
+            isinstance(t, threading.Timer)
+            and not t.finished.is_set()
+            and running.thread_key(t) not in self._threads_before
+            and provenance.tag_of(t) == tag
+            for t in threading.enumerate()
+        )
 
     @staticmethod
     def leftovers(found: list[tuple[Pending, object]]) -> list[tuple[Pending, object]]:
@@ -143,12 +154,3 @@ class Origins:
             if g.retentions and all(r.root_tag not in (None, own) for r in g.retentions)
         )
         return tuple(g for g in groups if g not in theirs), theirs
-
-
-def _unfinished_timer(tag: int) -> bool:
-    """A timer made under ``tag`` has not run its function yet, or is running it (it may be
-    arming the chain's next timer)."""
-    return any(
-        isinstance(t, threading.Timer) and not t.finished.is_set() and provenance.tag_of(t) == tag
-        for t in threading.enumerate()
-    )
