@@ -301,6 +301,56 @@ def test_a_cancelled_task_releases_its_user(pytester: pytest.Pytester) -> None:
     assert_clean(run(pytester, task_user(disconnect=stop)))
 
 
+# A task still pending when its loop is closed never finishes; tornado's IOLoop keeps such tasks
+# in a class-level set, and so does this user's service.
+CLOSED_LOOP_TASK = """
+    import asyncio
+
+    import pytest
+
+    PENDING = set()
+
+
+    class User:
+        async def heartbeat(self):
+            await asyncio.sleep(3600)
+
+
+    def serve(user):
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(user.heartbeat())
+        PENDING.add(task)
+        task.add_done_callback(PENDING.discard)
+        loop.run_until_complete(asyncio.sleep(0))
+        <disconnect>
+        loop.close()
+
+
+    def test_user_session():
+        serve(User())
+"""
+
+
+def test_a_task_pending_on_a_closed_loop_is_left_running(pytester: pytest.Pytester) -> None:
+    result = run(pytester, source(CLOSED_LOOP_TASK, disconnect="pass"), "--leakcheck")
+    assert_leaked(result, root="asyncio.Task", step="*(member) -> _asyncio.Task <Task pending *")
+    result.stdout.fnmatch_lines(
+        [
+            "left running or changed by the test:",
+            "  LEAK 1 x asyncio.Task: Task * User.heartbeat *(closed), so it never finishes",
+            "after the check:",
+            "  left running (its loop is closed): Task *",
+        ]
+    )
+
+
+def test_a_task_cancelled_before_its_loop_closes_releases_its_user(
+    pytester: pytest.Pytester,
+) -> None:
+    stop = "task.cancel(); loop.run_until_complete(asyncio.gather(task, return_exceptions=True))"
+    assert_clean(run(pytester, source(CLOSED_LOOP_TASK, disconnect=stop), "--leakcheck"))
+
+
 # -- 5. a sched.scheduler event --------------------------------------------------------------------
 
 

@@ -316,3 +316,41 @@ def test_noting_where_an_instance_is_made_keeps_none_of_the_arguments_alive(
         """,
     )
     result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("args", [(), ("--leakcheck-trace",)], ids=["default", "trace"])
+def test_noting_where_an_instance_is_made_keeps_none_of_its_classes_alive(
+    pytester: pytest.Pytester, args: tuple[str, ...]
+) -> None:
+    # A class made by the test (a handler subclass, as tornado's tests make) holds what its
+    # methods close over. The site noted for its instance must not keep the class: it would keep
+    # the closed-over user alive until the check ended, and the check would call that a leak.
+    result = run(
+        pytester,
+        """
+        import pytest
+
+
+        class Handler:
+            def __init__(self):
+                self.calls = 0
+
+
+        class User:
+            pass
+
+
+        @pytest.mark.leakcheck
+        def test_a_local_handler_class_goes_with_its_test():
+            user = User()
+
+            class UserHandler(Handler):
+                def get(self):
+                    return user
+
+            assert UserHandler().get() is user
+        """,
+        *args,
+    )
+    result.assert_outcomes(passed=1)
+    assert "LeakcheckWarning" not in result.stdout.str()

@@ -147,6 +147,10 @@ def _on_loop(obj: object) -> str:
     return f" on {type(loop).__name__} at {id(loop):#x} ({state})"
 
 
+def _closed(loop: object) -> bool:
+    return isinstance(loop, asyncio.AbstractEventLoop) and loop.is_closed()
+
+
 def _suspended_at(coro: object) -> str:
     frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
     if frame is None:
@@ -175,7 +179,9 @@ def root(obj: object) -> str:
         coro = obj.get_coro()
         where = _suspended_at(coro)
         name = escape(getattr(coro, "__qualname__", "?"))
-        return f"Task {safe_repr(obj.get_name())} running {name}{where}{_on_loop(obj)}"
+        loop = _attr(obj, "_loop")
+        stuck = ", so it never finishes" if _closed(loop) and not obj.done() else ""
+        return f"Task {safe_repr(obj.get_name())} running {name}{where}{_on_loop(obj)}{stuck}"
     if isinstance(obj, sched.Event):
         return f"sched event at {obj.time} calling {callable_name(obj.action)}"
     return short(obj)

@@ -166,7 +166,9 @@ def pending_kind(obj: object, ignore_threads: Sequence[str]) -> str | None:
         ready = getattr(loop, "_ready", ())
         return HANDLE if not obj.cancelled() and _loop_alive(loop) and obj in ready else None
     if isinstance(obj, asyncio.Task):
-        return TASK if not obj.done() and _loop_alive(obj.get_loop()) else None
+        # On a closed loop too: it never finishes then, and whatever still holds it (tornado's
+        # IOLoop._pending_tasks does) keeps its coroutine and all it refers to for good.
+        return TASK if not obj.done() else None
     if isinstance(obj, sched.Event):
         return SCHED_EVENT if queued_event(obj) is not None else None
     if isinstance(obj, logging.Handler):

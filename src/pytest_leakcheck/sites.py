@@ -127,9 +127,11 @@ class SiteRecorder:
 
     def __init__(self, wanted: Callable[[type], bool]) -> None:
         self._wanted = wanted
-        self._types: dict[type, bool] = {}
-        # id -> (type, site): formatted only for the few objects a report asks about.
-        self.sites: dict[int, tuple[type, Site]] = {}
+        # Keyed and valued by ids, never by the types themselves: a class made by the test holds
+        # what its methods close over, and kept here it would keep that alive through the check.
+        self._types: dict[int, bool] = {}
+        # id -> (id of its type, site): formatted only for the few objects a report asks about.
+        self.sites: dict[int, tuple[int, Site]] = {}
         self.active = False
 
     def start(self) -> bool:
@@ -163,18 +165,18 @@ class SiteRecorder:
 
     def _note(self, obj: object, caller: FrameType | None) -> None:
         tp = type(obj)
-        wanted = self._types.get(tp)
+        wanted = self._types.get(id(tp))
         if wanted is None:
-            wanted = self._types[tp] = self._wanted(tp)
+            wanted = self._types[id(tp)] = self._wanted(tp)
         if wanted:
             site = site_from(user_frame(caller))
             if site is not None:
-                self.sites[id(obj)] = (tp, site)
+                self.sites[id(obj)] = (id(tp), site)
 
     def site_of(self, obj: object) -> str | None:
         found = self.sites.get(id(obj))
         # An id can be reused by a later object: trust it only for the same type.
-        if found is None or found[0] is not type(obj):
+        if found is None or found[0] != id(type(obj)):
             return None
         return where(found[1])
 
@@ -201,7 +203,8 @@ class InitMonitor:
         self._codes: set[CodeType] = set()
         self._off: set[CodeType] = set()  # switched off for the rest of this check
         self._counts: dict[CodeType, int] = {}
-        self.sites: dict[int, tuple[type, Site]] = {}
+        # id -> (id of its type, site); not the type itself (see SiteRecorder).
+        self.sites: dict[int, tuple[int, Site]] = {}
         self.recording = False
 
     @staticmethod
@@ -271,7 +274,7 @@ class InitMonitor:
             if frame is not None and obj is not None and id(obj) not in self.sites:
                 site = site_from(user_frame(frame.f_back))
                 if site is not None:
-                    self.sites[id(obj)] = (type(obj), site)
+                    self.sites[id(obj)] = (id(type(obj)), site)
             frame = None
             count = self._counts.get(code, 0) + 1
             self._counts[code] = count
@@ -285,14 +288,14 @@ class InitMonitor:
 
     def site_of(self, obj: object) -> str | None:
         found = self.sites.get(id(obj))
-        if found is None or found[0] is not type(obj):
+        if found is None or found[0] != id(type(obj)):
             return None
         return where(found[1])
 
     def first_of(self, tp: type) -> str | None:
         """Where the first instance of ``tp`` noted in this check was made."""
         for found_type, site in self.sites.values():
-            if found_type is tp:
+            if found_type == id(tp):
                 return where(site)
         return None
 
