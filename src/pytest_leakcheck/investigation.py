@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from . import kinds, provenance, running
+from . import garbage, kinds, provenance, running
 from .cycles import Series
 from .expectations import Expectation, Unreleased, still_alive, unreleased
 from .explain import Explainer, ExplainPolicy, holding
@@ -107,6 +107,8 @@ class Investigation:
         survivors = [o for o in alive if id(o) in result.survivor_ids and id(o) not in expected.ids]
         started = [o for o in alive if id(o) in result.root_ids]
         alive.clear()
+        with _threads_paused():
+            _drop_garbage(survivors, started)
         left: list[tuple[Pending, object]] = []
         others: list[tuple[Pending, object]] = []
         try:
@@ -237,6 +239,15 @@ def _threads_paused() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
+
+
+def _drop_garbage(survivors: list[object], started: list[object]) -> None:
+    """Leave out what a full collection would free: a cycle through an object older than the
+    window survives the window's collection of the young generations."""
+    gone = garbage.garbage(survivors, started)
+    if gone:
+        survivors[:] = [o for o in survivors if id(o) not in gone]
+        started[:] = [o for o in started if id(o) not in gone]
 
 
 def _timer_tags(roots: list[object]) -> set[int]:

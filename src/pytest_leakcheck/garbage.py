@@ -1,0 +1,115 @@
+"""Proving that survivors are garbage without a full collection.
+
+A window collects the young generations only, with the old heap frozen. A cycle that runs through
+an object older than the window (a test case instance, a loop made by a fixture) is garbage once
+nothing else holds it, yet it survives that collection: only a full collection would free it, and
+a full collection costs tens of milliseconds on a real suite's heap, for every such test.
+
+This runs the collector's own test on a small part of the heap instead: the objects reachable from
+the survivors. For each of them, the references that come from inside that part are subtracted
+from its reference count; what is left over comes from outside (a module, a running frame, C). An
+object with a reference from outside is alive, and so is everything it reaches; whatever is left is
+what a full collection would free. Any part of the heap gives a sound answer: an object whose
+referrer was not looked at seems held from outside, so a bound on the part can only leave garbage
+unproven, never call a live object garbage.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import sysconfig
+import types
+
+# Objects looked at per proof. A cycle through a test case and its loop takes a few hundred; a
+# survivor held by a live timer reaches this bound through the threading module's tables.
+LIMIT = 5000
+
+# A container with more items than this is left out (as if held from outside): sound, and cheap.
+BIG = 1000
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+# Free-threaded builds count some references lazily (deferred reference counts): a reference
+# count there may be lower than the references that exist, and the test above would be unsound.
+AVAILABLE = not sysconfig.get_config_var("Py_GIL_DISABLED")
+
+# Our own references to each object while its count is read: the table's value, the loop
+# variable and the argument of sys.getrefcount.
+_OWN = 3
+
+
+def garbage(*candidates: list[object]) -> set[int]:
+    """Ids of the objects in these lists that a full collection would free. The lists are the
+    caller's: their references are not the program's."""
+    if not AVAILABLE:
+        return set()
+    wanted = [o for found in candidates for o in found if gc.is_tracked(o)]
+    if not wanted:
+        return set()
+    nodes = _reachable(wanted)
+    try:
+        outside = _referenced_from_outside(nodes, [wanted, *candidates])
+        alive = _alive(nodes, outside)
+        return {id(o) for o in wanted if id(o) not in alive}
+    finally:
+        nodes.clear()
+        wanted.clear()
+
+
+def _reachable(start: list[object]) -> dict[int, object]:
+    """Tracked objects reachable from ``start``, up to ``LIMIT``; not modules, module
+    namespaces or classes defined at module level: they are held by their module, and what they
+    refer to is reachable through them anyway."""
+    stops = {id(vars(m)) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
+    nodes: dict[int, object] = {id(o): o for o in start}
+    todo = list(start)
+    while todo and len(nodes) < LIMIT:
+        for ref in gc.get_referents(todo.pop()):
+            key = id(ref)
+            if key in nodes or key in stops or not gc.is_tracked(ref) or _stop(ref):
+                continue
+            nodes[key] = ref
+            todo.append(ref)
+    todo.clear()
+    return nodes
+
+
+def _stop(obj: object) -> bool:
+    if isinstance(obj, _CONTAINERS):
+        # A user's million strings: looking at each would cost more than a full collection.
+        return len(obj) > BIG
+    if isinstance(obj, type):
+        return "<locals>" not in getattr(obj, "__qualname__", "")
+    return isinstance(obj, types.ModuleType)
+
+
+def _referenced_from_outside(nodes: dict[int, object], held: list[list[object]]) -> list[int]:
+    """Ids of the nodes with more references than the nodes and ``held`` account for."""
+    inside = dict.fromkeys(nodes, 0)
+    for container in [*nodes.values(), *held]:
+        for ref in gc.get_referents(container):
+            key = id(ref)
+            if key in inside:
+                inside[key] += 1
+    # Neither loop variable may still name a node while the counts are read.
+    container = ref = None
+    outside = []
+    # Over the values alone: an items() iterator keeps its last pair, a reference of its own.
+    for obj in nodes.values():
+        if sys.getrefcount(obj) - _OWN > inside[id(obj)]:
+            outside.append(id(obj))
+    obj = None
+    return outside
+
+
+def _alive(nodes: dict[int, object], outside: list[int]) -> set[int]:
+    """The nodes that those referenced from outside reach."""
+    alive = set(outside)
+    todo = [nodes[key] for key in outside]
+    while todo:
+        for ref in gc.get_referents(todo.pop()):
+            key = id(ref)
+            if key in nodes and key not in alive:
+                alive.add(key)
+                todo.append(ref)
+    return alive
