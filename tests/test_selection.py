@@ -64,6 +64,21 @@ def test_a_module_global_registry_is_a_leak_again_with_the_strict_option(
     assert_leaked(result, root="module global", step="*.REGISTRY -> list of 1")
 
 
+@pytest.mark.parametrize(
+    ("args", "ini"),
+    [(("--leakcheck-strict",), ""), ((), "[pytest]\nleakcheck_strict = true\n")],
+    ids=["option", "ini"],
+)
+def test_the_strict_setting_alone_checks_every_test(
+    pytester: pytest.Pytester, args: tuple[str, ...], ini: str
+) -> None:
+    # Strictness with nothing to apply to would be a setting that silently does nothing.
+    if ini:
+        pytester.makeini(ini)
+    result = run(pytester, registry(marker=""), *args)
+    assert_leaked(result, root="module global", step="*.REGISTRY -> list of 1")
+
+
 def test_a_module_global_registry_is_a_suspect_under_a_non_strict_marker(
     pytester: pytest.Pytester,
 ) -> None:

@@ -12,8 +12,8 @@ GLOB_CHARS = frozenset("*?[")
 
 ENABLE_HELP = "check every test for objects it leaves alive (ini: leakcheck)"
 STRICT_HELP = (
-    "under --leakcheck, also fail on survivors held only by module globals, class attributes or "
-    "caches (ini: leakcheck_strict)"
+    "check every test, as --leakcheck does, and also fail on survivors held only by module "
+    "globals, class attributes or caches (ini: leakcheck_strict)"
 )
 JSON_HELP = "write a JSON report of leaks and suspects to this path (ini: leakcheck_json)"
 TYPES_HELP = (

@@ -133,10 +133,12 @@ def _resolve_settings(config: pytest.Config) -> cfg.Settings:
         )
     except cfg.ConfigError as exc:
         raise usage(f"{exc} Fix the line in {config.inipath}.") from None
+    # Strictness with nothing to apply to is never what is meant: it checks every test too.
+    strict = _flag_or_ini(config, "leakcheck_strict", "leakcheck_strict")
     return cfg.Settings(
         explain_budget=_explain_budget(config),
-        check_all=_flag_or_ini(config, "leakcheck", "leakcheck"),
-        strict=_flag_or_ini(config, "leakcheck_strict", "leakcheck_strict"),
+        check_all=strict or _flag_or_ini(config, "leakcheck", "leakcheck"),
+        strict=strict,
         json_path=str(json_path) if json_path else None,
         watch=watch,
         max_growth=max_growth,
