@@ -261,3 +261,35 @@ def test_every_leaked_group_reports_its_retained_size() -> None:
     [group] = check.findings.leaks
     assert group.retained_bytes is not None
     assert 300_000 < group.retained_bytes < 302_000
+
+
+class Session:
+    """Holds its ticker in an attribute; the ticker holds it through a bound method."""
+
+    def __init__(self) -> None:
+        self.data = ["payload" * 10 for _ in range(100)]
+        self.ticker = Ticker(self.tick)
+
+    def tick(self) -> None:
+        pass
+
+
+class Ticker:
+    def __init__(self, callback: object) -> None:
+        self.callback = callback
+
+
+@pytest.mark.parametrize("kept", ["session", "ticker"])
+def test_of_two_types_that_retain_each_other_the_owner_is_the_outer_one(kept: str) -> None:
+    # Each retains all the other does. Whether the search reaches the ticker last (the registry
+    # keeps the session) or the session last (it keeps the ticker), the session, which keeps
+    # its ticker in an attribute, is the outer group: where a search starts (a callback in
+    # flight) must not decide it.
+    with check_leaks(Session, Ticker) as check:
+        session = Session()
+        REGISTRY.append(session if kept == "session" else session.ticker)
+        del session
+    REGISTRY.clear()
+    assert check.findings is not None
+    within = {g.type.rsplit(".", 1)[-1]: g.retained_within for g in check.findings.leaks}
+    assert within == {"Session": None, "Ticker": "test_sizes.Session"}

@@ -7,6 +7,7 @@ for explaining suspects is spent, whether the test left something running) comes
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -302,16 +303,35 @@ def _within(
     largest such, for a type that two others retain).
 
     Two types may retain each other (a session and its timer wrapper, each referring to the
-    other): the larger is the outer one, and at equal sizes the one that the path from the root
-    reaches last, the object the chain leads to. Decided by these, never by the order in which
-    the heap listed them.
+    other): the larger is the outer one; at equal sizes, the one whose objects refer to more of
+    the other types' objects directly (a user holds its timer in an attribute; the timer holds
+    the user through a bound method), then the one that the path from the root reaches last.
+    Decided by these, never by the order in which the heap listed them; the path comes last
+    because a callback running at the moment of the search changes where it starts.
     """
 
     def depth(tp: type) -> int:
         paths = walked.get(tp)
         return len(paths[0].path) if paths else 0
 
-    ranked = sorted(sizes, key=lambda tp: (-sizes[tp].bytes, -depth(tp), qualified_name(tp)))
+    types_of = {id(o): tp for tp in sizes for o in by_type[tp]}
+
+    def holds_directly(tp: type) -> int:
+        return len(
+            {
+                other
+                for o in by_type[tp]
+                for ref in _attributes(o)
+                if (other := types_of.get(id(ref))) is not None and other is not tp
+            }
+        )
+
+    direct = {tp: holds_directly(tp) for tp in sizes}
+    types_of.clear()
+    ranked = sorted(
+        sizes,
+        key=lambda tp: (-sizes[tp].bytes, -direct[tp], -depth(tp), qualified_name(tp)),
+    )
     found: dict[type, str] = {}
     # The lesser types first: of two that retain each other, the first ranked is the outer one.
     for tp in reversed(ranked):
@@ -323,6 +343,19 @@ def _within(
                 found[tp] = qualified_name(outer)
                 break
     return found
+
+
+def _attributes(obj: object) -> list[object]:
+    """What an object refers to itself, its ``__dict__``'s values included (before 3.13 an
+    instance's attributes live in that dict; from 3.13, mostly in the instance)."""
+    refs = gc.get_referents(obj)
+    if not any(type(r) is dict for r in refs):
+        return refs  # reading __dict__ would make one (3.13 keeps attributes inline)
+    try:
+        own = object.__getattribute__(obj, "__dict__")
+    except Exception:  # no __dict__, or a hostile __getattribute__ path
+        return refs
+    return [*refs, *own.values()] if isinstance(own, dict) and any(r is own for r in refs) else refs
 
 
 def holding(groups: Iterable[LeakGroup]) -> set[int]:

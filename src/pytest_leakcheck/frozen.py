@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .fullheap import FullHeapWindow
+from .garbage import garbage
 from .heap import (
     WindowResult,
     classify,
@@ -371,8 +372,9 @@ class FrozenWindow:
     def _close_thawed(self) -> WindowResult:
         """The end of a window that a gc call thawed: what it made before the thaw is frozen
         with the old heap, so the noted ids are looked up over the whole heap. A collection of
-        the whole heap runs only if one of them is still there (it may be garbage in a cycle);
-        most tests let go of their objects by then, and that collection is the costly part."""
+        the whole heap runs only if one of them is still there and is not proven garbage from
+        reference counts (it may be garbage in a cycle the proof could not follow); most tests
+        let go of their objects by then, and that collection is the costly part."""
         global _active
         try:
             young = real_get_objects()
@@ -389,10 +391,18 @@ class FrozenWindow:
             self._unfreeze()
             _active = self._frozen = False
         found = look_up(wanted)
-        if any(id(o) in self._thawed_ids for o in found):
+        thawed = [o for o in found if id(o) in self._thawed_ids]
+        gone = garbage(thawed, found) if thawed else set()
+        if len(gone) < len(thawed):
+            # Frozen since the thaw, they may still be garbage in a cycle that the proof could
+            # not follow: the whole heap is collected to tell (the costly part).
+            thawed.clear()
             found.clear()
             real_collect()
             found = look_up(wanted)
+        elif gone:
+            found = [o for o in found if id(o) not in gone]
+        thawed.clear()
         # An id may now name a later object: still the block's, but is it watched?
         ids, root_ids = classify(found, self._watch)
         result = WindowResult(

@@ -46,6 +46,11 @@ def garbage(*candidates: list[object]) -> set[int]:
     wanted = [o for found in candidates for o in found if gc.is_tracked(o)]
     if not wanted:
         return set()
+    # Another thread that moved a reference out of a container looked at into one of its
+    # locals between the two counts would make what it holds look like garbage: other threads
+    # wait (a long switch interval keeps the GIL here; the proof takes milliseconds).
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(max(previous, 30.0))
     nodes = _reachable(wanted)
     try:
         outside = _referenced_from_outside(nodes, [wanted, *candidates])
@@ -54,6 +59,7 @@ def garbage(*candidates: list[object]) -> set[int]:
     finally:
         nodes.clear()
         wanted.clear()
+        sys.setswitchinterval(previous)
 
 
 def _reachable(start: list[object]) -> dict[int, object]:

@@ -107,8 +107,7 @@ class Investigation:
         survivors = [o for o in alive if id(o) in result.survivor_ids and id(o) not in expected.ids]
         started = [o for o in alive if id(o) in result.root_ids]
         alive.clear()
-        with _threads_paused():
-            _drop_garbage(survivors, started)
+        _drop_garbage(survivors, started)
         left: list[tuple[Pending, object]] = []
         others: list[tuple[Pending, object]] = []
         try:
