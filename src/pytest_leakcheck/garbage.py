@@ -20,6 +20,8 @@ import gc
 import sys
 import sysconfig
 import types
+from collections.abc import Callable
+from typing import Any
 
 # Objects looked at per proof. A cycle through a test case and its loop takes a few hundred; a
 # survivor held by a live timer reaches this bound through the threading module's tables.
@@ -27,7 +29,14 @@ LIMIT = 5000
 
 # A container with more items than this is left out (as if held from outside): sound, and cheap.
 BIG = 1000
-_CONTAINERS = (list, tuple, dict, set, frozenset)
+# With each, its own length: a subclass's __len__ is the tested code's to run, not the check's.
+_LENGTHS: tuple[tuple[type, Callable[[Any], int]], ...] = (
+    (list, list.__len__),
+    (tuple, tuple.__len__),
+    (dict, dict.__len__),
+    (set, set.__len__),
+    (frozenset, frozenset.__len__),
+)
 
 # Free-threaded builds count some references lazily (deferred reference counts): a reference
 # count there may be lower than the references that exist, and the test above would be unsound.
@@ -51,8 +60,9 @@ def garbage(*candidates: list[object]) -> set[int]:
     # wait (a long switch interval keeps the GIL here; the proof takes milliseconds).
     previous = sys.getswitchinterval()
     sys.setswitchinterval(max(previous, 30.0))
-    nodes = _reachable(wanted)
+    nodes: dict[int, object] = {}
     try:
+        nodes = _reachable(wanted)
         outside = _referenced_from_outside(nodes, [wanted, *candidates])
         alive = _alive(nodes, outside)
         return {id(o) for o in wanted if id(o) not in alive}
@@ -81,9 +91,10 @@ def _reachable(start: list[object]) -> dict[int, object]:
 
 
 def _stop(obj: object) -> bool:
-    if isinstance(obj, _CONTAINERS):
-        # A user's million strings: looking at each would cost more than a full collection.
-        return len(obj) > BIG
+    for base, length in _LENGTHS:
+        if isinstance(obj, base):
+            # A user's million strings: looking at each would cost more than a full collection.
+            return length(obj) > BIG
     if isinstance(obj, type):
         return "<locals>" not in getattr(obj, "__qualname__", "")
     return isinstance(obj, types.ModuleType)

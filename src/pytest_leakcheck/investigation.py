@@ -107,10 +107,10 @@ class Investigation:
         survivors = [o for o in alive if id(o) in result.survivor_ids and id(o) not in expected.ids]
         started = [o for o in alive if id(o) in result.root_ids]
         alive.clear()
-        _drop_garbage(survivors, started)
         left: list[tuple[Pending, object]] = []
         others: list[tuple[Pending, object]] = []
         try:
+            _drop_garbage(survivors, started)
             with _threads_paused():
                 mine, theirs = origins.by_origin(started, result.pool_threads, other_tags)
                 left = self._left_running(mine)
