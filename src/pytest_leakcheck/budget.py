@@ -17,6 +17,9 @@ from .findings import Findings
 # counted only (see ``checker.Options.skip_tracing``).
 EXPLAIN_EACH_TYPE = 1
 
+# The shortest walk an allowed check gets (the session's share may be less, early on).
+MIN_WALK_SECONDS = 0.05
+
 
 class ExplainBudget:
     def __init__(self, percent: float) -> None:
@@ -40,6 +43,16 @@ class ExplainBudget:
         typical = self.spent / self.walks if self.walks else 0.0
         allowed = share * (time.perf_counter() - self.began)
         return share > 0 and self.spent + typical <= allowed
+
+    def remaining(self) -> float | None:
+        """Seconds the next lenient check may spend walking its suspects (None: no bound, at a
+        budget of 100%)."""
+        if self.percent >= 100:
+            return None
+        allowed = self.percent / 100 * (time.perf_counter() - self.began)
+        # At least a short walk: early in a session the share is a few milliseconds, and a small
+        # suite would get nothing explained.
+        return max(MIN_WALK_SECONDS, allowed - self.spent)
 
     def record(self, findings: Findings, *, lenient: bool) -> None:
         self.explained.update(g.type for g in findings.suspects if g.walked and g.path)

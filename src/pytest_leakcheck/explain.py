@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -38,6 +39,9 @@ class ExplainPolicy:
     walk_suspects: bool = True
     # The test left something running: what a fixture holds may be held by a timer as well.
     something_running: bool = False
+    # Seconds the walk of passive suspects may take (what is left of the session's budget);
+    # None: no bound (strict, or the test left something running).
+    walk_seconds: float | None = None
 
 
 class Explainer:
@@ -66,6 +70,7 @@ class Explainer:
         self._first_site_of = first_site_of
         self._extra: Mapping[int, RootInfo] = {}
         self._frames: FrameIndex | None = None
+        self._cut: set[type] = set()  # walks that the budget ended before they found anything
 
     def explain(
         self, survivors: list[object], series: Series | None
@@ -164,6 +169,8 @@ class Explainer:
         it was explained before or the time for explaining suspects is spent."""
         if self.policy.strict or self.watch.is_named(tp):
             return False
+        if tp in self._cut:
+            return True
         return not self.policy.walk_suspects or qualified_name(tp) in self.policy.skip_types
 
     def _counted(self, tp: type, count: int) -> LeakGroup:
@@ -190,6 +197,14 @@ class Explainer:
         ]
         if not targets:
             return {}
+        seconds = self.policy.walk_seconds
+        # Only a walk of suspects alone is bounded: a named type's survivors are leaks, and a
+        # leak is always explained.
+        bounded = (
+            seconds is not None
+            and not self.policy.strict
+            and not any(self.watch.is_named(type(t)) for t in targets)
+        )
         rets = find_paths(
             targets,
             extra_roots=self._extra,
@@ -197,10 +212,16 @@ class Explainer:
             limits=self.policy.limits,
             frames=self._frames,
             graph=self.policy.graphs,
+            deadline=time.perf_counter() + seconds if bounded and seconds is not None else None,
         )
         walked: dict[type, list[Retention]] = {}
         try:
+            # A type none of whose walks got anywhere before the budget ran out is counted.
+            reached = {type(targets[n]) for n, ret in enumerate(rets) if ret.not_walked is None}
+            self._cut = {type(t) for t in targets} - reached
             for n, ret in enumerate(rets):
+                if ret.not_walked is not None:
+                    continue
                 if ret.kind == FIXTURE and self.policy.something_running:
                     ret = self._behind_fixture(targets[n], ret, ignore | {id(targets)})
                 walked.setdefault(type(targets[n]), []).append(ret)

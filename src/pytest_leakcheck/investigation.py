@@ -202,6 +202,7 @@ class Investigation:
             skip_types=frozenset() if left_something else options.skip_tracing,
             walk_suspects=left_something or options.explain_suspects,
             something_running=something_running,
+            walk_seconds=None if left_something else options.explain_seconds,
         )
         older = self._recording.threads_before | pool_threads
         foreign = self._foreign

@@ -27,3 +27,6 @@ class Options:
     # False when the plugin's time budget for explaining lenient suspects is spent: then no
     # passive suspect is walked or sized (a block that left something running still is).
     explain_suspects: bool = True
+    # What is left of that budget, in seconds: a walk of passive suspects stops there, and what
+    # it had not reached is counted. None: no bound.
+    explain_seconds: float | None = None

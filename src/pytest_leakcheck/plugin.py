@@ -278,6 +278,7 @@ class LeakcheckSession:
                 ignore_threads=settings.ignore_threads,
                 skip_tracing=self.budget.skip_types(),
                 explain_suspects=self.budget.allows_more(),
+                explain_seconds=self.budget.remaining(),
             ),
             sites=self.monitor,
         )

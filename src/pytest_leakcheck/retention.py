@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import time
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -117,8 +118,12 @@ def find_paths(
     limits: SearchLimits | None = None,
     frames: FrameIndex | None = None,
     graph: bool = False,
+    deadline: float | None = None,
 ) -> list[Retention]:
     """Walk from every target at once back to roots: one heap pass per level for all of them.
+
+    ``deadline`` (a ``time.perf_counter()`` value): no level is started after it, and a target
+    whose walk was still open then is returned as not walked (``"budget"``).
 
     Survivors of one test are often held by one chain (a cached lexer and the rules it holds):
     a walk that reaches a node another target's walk already owns *joins* it, and its path is
@@ -148,7 +153,11 @@ def find_paths(
         return not closed[n]
 
     try:
+        timed_out = False
         while frontier and depth < limits.max_depth and any(map(open_, range(len(targets)))):
+            if deadline is not None and time.perf_counter() > deadline:
+                timed_out = True
+                break
             for hit in _roots_in(frontier, extra_roots, index):
                 n = origin[id(hit.top)]
                 if open_(n):
@@ -198,7 +207,9 @@ def find_paths(
             frontier = next_frontier
         limited = depth >= limits.max_depth
         return [
-            _describe(t, *_resolve(n, found, joins, via, nodes), limited, graph)
+            Retention.unwalked("budget")
+            if timed_out and open_(n)
+            else _describe(t, *_resolve(n, found, joins, via, nodes), limited, graph)
             for n, t in enumerate(targets)
         ]
     finally:
