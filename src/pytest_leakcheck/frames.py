@@ -15,10 +15,9 @@ from collections.abc import Mapping
 
 from . import describe, kinds, provenance
 from .kinds import RootInfo
-from .sites import where
+from .sites import SNAPSHOT_LOCALS, where
 
 _PACKAGE_DIR = __file__.rpartition("/")[0] if "/" in __file__ else ""
-_SNAPSHOT_LOCALS = sys.version_info < (3, 13)  # f_locals is a write-through proxy from 3.13 on
 
 
 def own_frame(frame: types.FrameType) -> bool:
@@ -36,7 +35,7 @@ def _release_snapshot(frame: types.FrameType) -> None:
     # Before 3.13, reading f_locals of a function frame stores a snapshot dict on the frame that
     # keeps every local alive until the function returns. The next read rebuilds it, so emptying
     # it now undoes what the search did.
-    if _SNAPSHOT_LOCALS and frame.f_code.co_flags & 0x1:  # CO_OPTIMIZED
+    if SNAPSHOT_LOCALS and frame.f_code.co_flags & 0x1:  # CO_OPTIMIZED
         try:
             locals_dict = frame.f_locals
             if isinstance(locals_dict, dict):

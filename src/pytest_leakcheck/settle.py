@@ -14,9 +14,11 @@ import sys
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 
 from .heap import find_by_id
+from .sites import SNAPSHOT_LOCALS
 from .watch import qualified_name
 
 # The first pause of a wait; each next one is twice as long.
@@ -78,7 +80,8 @@ def idle_threads() -> set[int]:
     try:
         for ident, frame in frames.items():
             if frame.f_code is _POOL_WORKER:
-                waiting.add(ident)
+                if _pool_alive(frame):
+                    waiting.add(ident)
                 continue
             inner: types.FrameType | None = None
             outer: types.FrameType | None = frame
@@ -96,6 +99,22 @@ def idle_threads() -> set[int]:
         if isinstance(t, threading.Timer) and t.finished.is_set()
     }
     return waiting - ending
+
+
+def _pool_alive(worker: types.FrameType) -> bool:
+    """Whether the executor of this pool worker still exists. Once it is collected, its worker
+    is woken up to exit: about to end, worth waiting for (whether it is gone by the time the
+    check lists threads would otherwise be a matter of timing)."""
+    local_vars = worker.f_locals
+    try:
+        ref = local_vars.get("executor_reference")
+    finally:
+        if SNAPSHOT_LOCALS and type(local_vars) is dict:
+            # Before 3.13 the read left a snapshot of the worker's locals on its frame: a job
+            # it holds for a moment would stay alive with it.
+            local_vars.clear()
+        del local_vars
+    return not (isinstance(ref, weakref.ref) and ref() is None)
 
 
 def _called_from(inner: types.FrameType, outer: types.FrameType) -> bool:

@@ -61,7 +61,7 @@ Site = tuple[tuple[CodeType, int], ...]
 _CALLERS = 2
 
 _USER_FILES: dict[str, bool] = {}
-_SNAPSHOT_LOCALS = sys.version_info < (3, 13)  # f_locals is a write-through proxy from 3.13 on
+SNAPSHOT_LOCALS = sys.version_info < (3, 13)  # f_locals is a write-through proxy from 3.13 on
 
 
 def is_user_file(filename: str) -> bool:
@@ -265,7 +265,7 @@ class InitMonitor:
             if frame is not None and names:
                 local_vars = frame.f_locals
                 obj = local_vars.get(names[0])
-                if _SNAPSHOT_LOCALS and type(local_vars) is dict:
+                if SNAPSHOT_LOCALS and type(local_vars) is dict:
                     # Before 3.13 the read stored a snapshot of every local on the frame, alive
                     # until __init__ returns: code that drops its locals early to free them (an
                     # __init__ that runs a whole coroutine) would see them kept.
