@@ -394,7 +394,7 @@ def test_the_worker_of_a_pool_that_was_collected_is_about_to_end_not_idle() -> N
     # was a matter of timing (tornado's RunOnExecutorTest was a suspect in one run of two).
     from concurrent.futures import ThreadPoolExecutor
 
-    from pytest_leakcheck.settle import idle_threads
+    from pytest_leakcheck.settle import idle_threads, join_dying_workers
 
     pool = ThreadPoolExecutor(1)
     worker = pool.submit(threading.get_ident).result(5)
@@ -408,6 +408,9 @@ def test_the_worker_of_a_pool_that_was_collected_is_about_to_end_not_idle() -> N
     try:
         del pool  # the executor goes; its worker is told to exit
         assert worker not in idle_threads()
+        # The check waits for it, without looking the survivors up again (no collection).
+        join_dying_workers(5.0)
+        assert worker not in {t.ident for t in threading.enumerate()}
     finally:
         sys.setswitchinterval(previous)
 

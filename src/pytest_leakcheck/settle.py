@@ -31,6 +31,9 @@ SETTLE_BUDGET = 0.25
 # A cancelled or fired Timer is certain to exit; on a loaded machine that can take longer than the
 # settle budget, and giving up early would report a fixed test as leaking.
 WINDING_DOWN_SECONDS = 2.0
+# How long the workers of a collected executor are waited for before the first look (they
+# exit as soon as they are scheduled).
+DYING_WORKER_SECONDS = 0.1
 # How long a stopped timer chain's timers still inside their callback are waited for.
 CHAIN_SECONDS = 2.0
 # How long a timer just cancelled, or a callback handed to a loop's thread, is waited for.
@@ -140,6 +143,25 @@ def join_winding_down(timeout: float) -> bool:
     return found
 
 
+def join_dying_workers(timeout: float) -> None:
+    """Wait, briefly, for pool workers whose executor was collected: they are told to exit and
+    hold nothing, so once they are gone nothing needs looking up again (no collection)."""
+    frames = sys._current_frames()
+    try:
+        dying = {
+            ident
+            for ident, frame in frames.items()
+            if frame.f_code is _POOL_WORKER and not _pool_alive(frame)
+        }
+    finally:
+        frames.clear()
+    if not dying:
+        return
+    deadline = time.monotonic() + timeout
+    for thread in [t for t in threading.enumerate() if t.ident in dying]:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
 def settle(
     found: list[object],
     budget: float,
@@ -159,6 +181,7 @@ def settle(
     def threads_now() -> frozenset[int]:
         return thread_idents() - not_the_tests()
 
+    join_dying_workers(DYING_WORKER_SECONDS)
     threads = threads_now()
     alive = list(found)  # what the window found, without a second walk over the heap
     found.clear()
