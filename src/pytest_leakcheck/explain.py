@@ -18,6 +18,7 @@ from .findings import LeakGroup, group_verdict
 from .frames import FrameIndex
 from .kinds import ACTIVE_KINDS, FIXTURE, RootInfo
 from .retention import NotWalked, Retention, SearchLimits, find_path, find_paths
+from .running import dict_of
 from .settle import BUSY_FIRST_PAUSE, look_again
 from .sizes import Retained, retained_size
 from .watch import WatchFilter, qualified_name
@@ -372,10 +373,7 @@ def _attributes(obj: object) -> list[object]:
     refs = gc.get_referents(obj)
     if not any(type(r) is dict for r in refs):
         return refs  # reading __dict__ would make one (3.13 keeps attributes inline)
-    try:
-        own = object.__getattribute__(obj, "__dict__")
-    except Exception:  # no __dict__, or a hostile __getattribute__ path
-        return refs
+    own = dict_of(obj)
     return [*refs, *own.values()] if isinstance(own, dict) and any(r is own for r in refs) else refs
 
 

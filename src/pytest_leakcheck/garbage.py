@@ -23,6 +23,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from .retention import is_stop
+
 # Objects looked at per proof. A cycle through a test case and its loop takes a few hundred; a
 # survivor held by a live timer reaches this bound through the threading module's tables.
 LIMIT = 5000
@@ -95,9 +97,7 @@ def _stop(obj: object) -> bool:
         if isinstance(obj, base):
             # A user's million strings: looking at each would cost more than a full collection.
             return length(obj) > BIG
-    if isinstance(obj, type):
-        return "<locals>" not in getattr(obj, "__qualname__", "")
-    return isinstance(obj, types.ModuleType)
+    return is_stop(obj)  # where the search for a root stops too
 
 
 def _referenced_from_outside(nodes: dict[int, object], held: list[list[object]]) -> list[int]:

@@ -76,7 +76,7 @@ class SearchLimits:
     max_frontier: int = 256
 
 
-def _is_stop(obj: object) -> bool:
+def is_stop(obj: object) -> bool:
     # Modules and classes are roots of a different kind; everything refers to classes (through
     # ob_type), so walking past one would flood the frontier. Not a class made inside a function
     # (a test's local handler class): it lives only as long as something holds it, often a cycle
@@ -198,7 +198,7 @@ def find_paths(
                     origin[hid] = n
                     via[hid] = held
                     nodes[hid] = holder
-                    if _is_stop(holder):
+                    if is_stop(holder):
                         found[n] = _Found(holder, None, None, None)
                         closed.clear()
                     elif len(next_frontier) < cap:

@@ -125,11 +125,11 @@ def _owners(value: object) -> list[object]:
     for holder in gc.get_referrers(value):
         found.append(holder)
         if type(holder) is dict:
-            found.extend(o for o in gc.get_referrers(holder) if _dict_of(o) is holder)
+            found.extend(o for o in gc.get_referrers(holder) if dict_of(o) is holder)
     return found
 
 
-def _dict_of(obj: object) -> object:
+def dict_of(obj: object) -> object:
     try:
         return object.__getattribute__(obj, "__dict__")
     except Exception:
