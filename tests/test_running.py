@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import run
+from helpers import load_json, run, source
 
 
 def test_a_daemon_timer_left_pending_is_a_leak_without_any_survivor(
@@ -638,4 +638,124 @@ def test_a_pool_the_test_never_shut_down_gets_the_executors_hint(
             "'ThreadPoolExecutor-*' (alive) running concurrent.futures.thread._worker",
             "  hint: shut the executor down when its owner goes away (executor.shutdown()), *",
         ]
+    )
+
+
+HEARTBEAT_FIXTURE = """
+    import threading
+    import time
+
+    import pytest
+
+    <scope>
+
+
+    class Heartbeat:
+        def __init__(self):
+            self.beats = 0
+            self.timer = None
+
+        def start(self):
+            self.timer = threading.Timer(0.02, self.beat)
+            self.timer.daemon = True
+            self.timer.start()
+
+        def beat(self):
+            self.beats += 1
+            self.start()  # the next timer, started by this one's thread
+
+        def stop(self):
+            self.timer.cancel()
+
+
+    @pytest.fixture(scope=SCOPE)
+    def heartbeat():
+        beat = Heartbeat()
+        beat.start()
+        yield beat
+        <teardown>
+
+
+    @pytest.mark.leakcheck
+    def test_first_to_need_it(heartbeat):
+        time.sleep(0.05)
+
+
+    @pytest.mark.leakcheck
+    @pytest.mark.parametrize("n", range(3))
+    def test_later(heartbeat, n):
+        beats = heartbeat.beats
+        time.sleep(0.15)
+        assert heartbeat.beats > beats, "the fixture's heartbeat was stopped"
+"""
+
+
+@pytest.mark.parametrize("scope", ["session", "module"])
+def test_a_wider_fixtures_heartbeat_is_the_fixtures_and_goes_on_beating(
+    pytester: pytest.Pytester, scope: str
+) -> None:
+    # Its chain re-arms a new timer at each beat, in the timer's own thread: only the first
+    # timer was alive when the fixture's setup ended. Its later timers were blamed on the
+    # first test, and cancelled, so the later tests saw a dead heartbeat and failed.
+    code = source(HEARTBEAT_FIXTURE, scope=f'SCOPE = "{scope}"', teardown="beat.stop()")
+    result = run(pytester, code, "-p", "no:randomly")
+    result.assert_outcomes(passed=4)
+    assert "leakcheck summary" not in result.stdout.str()
+
+
+def test_what_a_fixture_leaves_ticking_after_its_teardown_is_its_leftover(
+    pytester: pytest.Pytester,
+) -> None:
+    code = source(HEARTBEAT_FIXTURE, scope='SCOPE = "module"', teardown="")
+    pytester.makepyfile(
+        test_zz_after="""
+        import time
+        import pytest
+
+        @pytest.mark.leakcheck
+        def test_after_the_module():
+            time.sleep(0.1)
+    """
+    )
+    result = run(pytester, code, "-p", "no:randomly", "--leakcheck-json=out.json")
+    result.assert_outcomes(passed=5)
+    result.stdout.fnmatch_lines(
+        ["leakcheck: the module-scoped fixture 'heartbeat' left threading.Timer running, found *"]
+    )
+    doc = load_json(pytester)
+    assert [left["made_by"] for left in doc["leftovers"]] == [
+        "the module-scoped fixture 'heartbeat'"
+    ]
+
+
+def test_a_timer_an_earlier_test_left_is_named_though_it_never_fired_in_the_window(
+    pytester: pytest.Pytester,
+) -> None:
+    # Leftovers were found among what the window saw made: a chain that did not tick while the
+    # checked test ran (here one slow timer; under load, a starved chain) went unnamed.
+    result = run(
+        pytester,
+        """
+        import threading
+        import time
+        import pytest
+
+        def test_unchecked_leaves_a_slow_timer():
+            timer = threading.Timer(60, print)
+            timer.daemon = True
+            timer.start()
+
+        @pytest.mark.leakcheck
+        def test_checked_after_it():
+            time.sleep(0.01)
+
+        def test_nothing_ticks_any_more():
+            assert not [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+        """,
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(
+        ["leakcheck: *::test_unchecked_leaves_a_slow_timer left threading.Timer running, found *"]
     )

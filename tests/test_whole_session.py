@@ -85,12 +85,8 @@ def test_under_xdist_every_test_gets_its_own_verdict(corpus: pytest.Pytester) ->
     assert_as_alone(*verdicts(corpus, "-n", "2", "-p", "randomly", "--randomly-seed=5"))
 
 
-# A known race, open in issue #16: under heavy load (CI's two workers on two cores), about one
-# run in ten names only one of the two chains, both chains being stopped all the same. Leftovers
-# are found among the roots the window saw made, and a chain starved of the interpreter may not
-# tick during the checked test. Seen with the previous release's code too; rerun rather than
-# hidden, and a consistent failure still fails all three runs.
-@pytest.mark.flaky(reruns=2)
+# Under heavy load (two sessions on two cores) a chain starved of the interpreter may not tick
+# during the checked test; it must be named all the same, not only stopped.
 def test_what_an_unchecked_test_left_running_is_named_stopped_and_not_blamed(
     corpus: pytest.Pytester,
 ) -> None:

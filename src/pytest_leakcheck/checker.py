@@ -152,7 +152,7 @@ class LeakCheck:
             expected=self._expected,
         )
         expected = steps.unreleased(result)
-        if result.survivor_ids or result.root_ids:
+        if result.survivor_ids or result.root_ids or steps.leftovers_waiting():
             found = steps.run(result, series, registered=bool(pending), expected=expected)
         else:
             found = Findings(stopped=Proof(disarmed=steps.disarm()))

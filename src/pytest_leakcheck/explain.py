@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from . import provenance
 from .cycles import Series
 from .findings import LeakGroup, group_verdict
 from .frames import FrameIndex
@@ -243,7 +244,9 @@ class Explainer:
             frames=self._frames,
             graph=self.policy.graphs,
         )
-        return other if other.kind in ACTIVE_KINDS else ret  # a passive holder: the same one
+        # A passive holder is the same one; what the fixture itself runs is the fixture's.
+        fixtures = other.kind not in ACTIVE_KINDS or provenance.live_fixture(other.root_tag)
+        return ret if fixtures else other
 
     def _groups(
         self,

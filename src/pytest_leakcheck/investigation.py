@@ -20,7 +20,7 @@ from .frames import FrameIndex
 from .heap import WindowResult, find_by_id
 from .kinds import RootInfo
 from .options import Options
-from .origins import Origins
+from .origins import Origins, idle_leftovers
 from .recording import Recording
 from .settle import settle
 from .stopping import stop_all
@@ -112,7 +112,9 @@ class Investigation:
         try:
             _drop_garbage(survivors, started)
             with _threads_paused():
-                mine, theirs = origins.by_origin(started, result.pool_threads, other_tags)
+                mine, theirs = origins.by_origin(
+                    started, result.pool_threads, other_tags, idle=self._options.stop_pending
+                )
                 left = self._left_running(mine)
                 others = self._left_running(theirs)
                 chains = other_tags | _timer_tags(mine) | _timer_tags(theirs)
@@ -175,6 +177,11 @@ class Investigation:
             retained_bytes=retained.bytes if retained is not None else None,
             retained_complete=retained.complete if retained is not None else True,
         )
+
+    def leftovers_waiting(self) -> bool:
+        """Another test left a timer that is still pending: worth a look though the window
+        found nothing (each one found is stopped, so this is not true twice for the same)."""
+        return self._options.stop_pending and bool(idle_leftovers(self._tag))
 
     def _left_running(self, started: list[object]) -> list[tuple[Pending, object]]:
         return running.left_running(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 
 from . import provenance, running
 from .findings import LeakGroup, Pending
@@ -42,7 +42,7 @@ class Origins:
         if own is None:
             return set()
         tags = {provenance.tag_of(o) for o in result.found if id(o) in result.root_ids}
-        return {tag for tag in tags if tag is not None and tag != own}
+        return {tag for tag in tags if tag is not None and _another(tag, own)}
 
     def others_threads(self) -> frozenset[int]:
         """Idents of live threads that other tests made: nothing to wait for on this test's
@@ -57,11 +57,17 @@ class Origins:
         )
 
     def by_origin(
-        self, started: list[object], pool_threads: frozenset[int], other_tags: set[int]
+        self,
+        started: list[object],
+        pool_threads: frozenset[int],
+        other_tags: set[int],
+        *,
+        idle: bool,
     ) -> tuple[list[object], list[object]]:
         """The roots this test made (with what its chains armed since), and those that other
-        tests' leftovers made while it ran. Without tags, every young root is the test's. The
-        workers that an older pool started for the test are the pool's (``pool_threads``)."""
+        tests' leftovers made while it ran, with (``idle``) the timers they left that made
+        nothing. Without tags, every young root is the test's. The workers that an older pool
+        started for the test are the pool's (``pool_threads``)."""
         own = self._tag
         if own is None:
             return list(started), []
@@ -69,7 +75,10 @@ class Origins:
         theirs: list[object] = []
         for obj in started:
             tag = provenance.tag_of(obj)
-            (mine if tag in (None, own) else theirs).append(obj)
+            if tag in (None, own):
+                mine.append(obj)
+            elif not provenance.live_fixture(tag):  # a fixture's heartbeat runs on purpose
+                theirs.append(obj)
         # What the chains armed since the window closed, the test's and the others'.
         known = {id(o) for o in mine} | {id(o) for o in theirs}
         before = self._threads_before
@@ -77,6 +86,8 @@ class Origins:
         for tag in other_tags | {provenance.tag_of(o) for o in theirs}:
             if tag is not None:
                 theirs.extend(running.made_under(tag, running.loops_of(theirs), known, before))
+        if idle:
+            theirs.extend(idle_leftovers(own, known | {id(o) for o in theirs}))
         return mine, theirs
 
     def handed_over(
@@ -144,13 +155,43 @@ class Origins:
     def split(
         self, groups: tuple[LeakGroup, ...]
     ) -> tuple[tuple[LeakGroup, ...], tuple[LeakGroup, ...]]:
-        """Groups held only by roots another test made are that test's, not this one's."""
+        """Groups held only by roots another test made are that test's, not this one's; those
+        held only by what a wider fixture runs are the fixture's, and no one's leak."""
         own = self._tag
         if own is None:
             return groups, ()
+        groups = tuple(
+            g
+            for g in groups
+            if not (g.retentions and all(provenance.live_fixture(r.root_tag) for r in g.retentions))
+        )
         theirs = tuple(
             g
             for g in groups
             if g.retentions and all(r.root_tag not in (None, own) for r in g.retentions)
         )
         return tuple(g for g in groups if g not in theirs), theirs
+
+
+def idle_leftovers(own: int | None, known: Set[int] = frozenset()) -> list[threading.Timer]:
+    """Pending timers that other tests (or torn-down fixtures) left, not in ``known``.
+
+    A leftover chain is found by what it makes while a later test runs; one that does not
+    fire then (a slow timer, or a chain starved of the interpreter on a loaded machine) would go
+    unnamed and tick on. Listing the threads finds it, and costs no walk of the heap.
+    """
+    if own is None:
+        return []
+    return [
+        t
+        for t in threading.enumerate()
+        if isinstance(t, threading.Timer)
+        and id(t) not in known
+        and not t.finished.is_set()
+        and _another(provenance.tag_of(t), own)
+    ]
+
+
+def _another(tag: int | None, own: int | None) -> bool:
+    """``tag`` is another test's, or a wider fixture's that has been torn down."""
+    return tag is not None and tag != own and not provenance.live_fixture(tag)

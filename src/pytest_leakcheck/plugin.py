@@ -171,6 +171,7 @@ class LeakcheckSession:
         # Threads that wider-scoped fixtures started (see running.thread_key: a test's timer must
         # not pass for a fixture's thread that has long ended).
         self.fixture_threads: set[ThreadKey] = set()
+        self.fixture_tags: dict[int, int] = {}  # id of a set-up wider fixture -> its tag
         self.budget = ExplainBudget(settings.explain_budget)
         self.outputs = Outputs(config, settings.json_path)
         self.known = self.outputs.known_leaks()
@@ -299,14 +300,28 @@ class LeakcheckSession:
     def pytest_fixture_setup(
         self, fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
     ) -> Generator[None, object, object]:
-        """Threads that a wider-scoped fixture starts are the fixture's, not the test's."""
+        """Threads that a wider-scoped fixture starts are the fixture's, not the test's; so is
+        what they go on to start (a heartbeat's next timer), through the fixture's own tag."""
         if fixturedef.scope == "function":
             return (yield)
         before = {thread_key(t) for t in threading.enumerate()}
+        token = None
+        if self.tagging:
+            tag, token = provenance.begin_fixture(
+                f"the {fixturedef.scope}-scoped fixture {fixturedef.argname!r}"
+            )
+            self.fixture_tags[id(fixturedef)] = tag
         try:
             return (yield)
         finally:
+            if token is not None:
+                provenance.end(token)
             self.fixture_threads.update({thread_key(t) for t in threading.enumerate()} - before)
+
+    def pytest_fixture_post_finalizer(self, fixturedef: pytest.FixtureDef[object]) -> None:
+        tag = self.fixture_tags.pop(id(fixturedef), None)
+        if tag is not None:
+            provenance.fixture_ended(tag)
 
     def _end_window_before_wider_fixtures(self, item: pytest.Item) -> None:
         """Make ending the window the test's last finalizer.

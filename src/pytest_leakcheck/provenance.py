@@ -41,7 +41,9 @@ TEST: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 )
 
 _serials = itertools.count(1)
-_names: dict[int, str] = {}  # tag -> the test's node id
+_names: dict[int, str] = {}  # tag -> the test's node id, or the fixture's description
+_fixtures: set[int] = set()  # tags of wider-scoped fixtures set up and not torn down yet
+_running: int | None = None  # the tag of the test whose protocol runs now
 Identity = tuple[int | None, int | None]
 # id -> (identity, tag, site); the identity is None until the thread has started.
 _threads: dict[int, tuple[Identity | None, int, Site | None]] = {}
@@ -61,13 +63,42 @@ _LOOP_MAKERS = ("call_soon", "call_soon_threadsafe", "call_later", "call_at", "c
 
 def begin(nodeid: str) -> tuple[int, contextvars.Token[int | None]]:
     """The test ``nodeid`` starts: its tag, and the token that ``end`` takes."""
-    tag = next(_serials)
-    _names[tag] = nodeid
+    global _running
+    tag = _new(nodeid)
+    _running = tag
     return tag, TEST.set(tag)
 
 
+def _new(name: str) -> int:
+    tag = next(_serials)
+    _names[tag] = name
+    return tag
+
+
 def end(token: contextvars.Token[int | None]) -> None:
+    global _running
     TEST.reset(token)
+    if TEST.get() is None:
+        _running = None
+
+
+def begin_fixture(description: str) -> tuple[int, contextvars.Token[int | None]]:
+    """A wider-scoped fixture's setup starts: what it makes, and every chain that goes on from
+    it, is the fixture's, not the test's that happened to need it first (``end`` its token when
+    the setup ends, ``fixture_ended`` when the fixture is torn down)."""
+    tag = _new(description)
+    _fixtures.add(tag)
+    return tag, TEST.set(tag)
+
+
+def fixture_ended(tag: int) -> None:
+    """From now on what the fixture left running is a leftover, like a test's."""
+    _fixtures.discard(tag)
+
+
+def live_fixture(tag: int | None) -> bool:
+    """``tag`` is a wider-scoped fixture's that is still set up: what it runs is its own."""
+    return tag in _fixtures
 
 
 def name(tag: int) -> str:
@@ -75,12 +106,22 @@ def name(tag: int) -> str:
 
 
 def current() -> int | None:
-    """The tag of the code running now: the test's, or the thread's that runs it."""
+    """The tag of the code running now: the test's, or the thread's that runs it.
+
+    A wider fixture's thread that is not a timer (a server's) works for the test running now:
+    what it starts (a request's handler, the user's timer) is that test's. A fixture's timer
+    starting the next one is the fixture's heartbeat going on."""
     tag = TEST.get()
     if tag is not None:
         return tag
-    found = _thread_entry(threading.current_thread())
-    return found[1] if found is not None else None
+    thread = threading.current_thread()
+    found = _thread_entry(thread)
+    if found is None:
+        return None
+    own = found[1]
+    if own in _fixtures and _running is not None and not isinstance(thread, threading.Timer):
+        return _running
+    return own
 
 
 def _thread_entry(thread: threading.Thread) -> tuple[Identity | None, int, Site | None] | None:
@@ -270,3 +311,4 @@ def uninstall() -> None:
         _handles.clear()
         _chains.clear()
         _signals.clear()
+        _fixtures.clear()

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from . import describe
+from . import describe, provenance
 from .findings import LeakGroup, Pending, Proof, StopOutcome
 from .heap import find_by_id
 from .kinds import HANDLE, SCHED_EVENT, TASK, THREAD, TIMER, TIMER_HANDLE
@@ -127,12 +127,16 @@ class _Chains:
         """Timers and handles that a stopped chain re-armed while the check ran.
 
         A Timer started after the test began, or a handle on a loop we stopped one on that calls
-        the same function, is the same leak one tick later.
+        the same function, is the same leak one tick later; not a timer that another test or a
+        wider fixture made (its tag says so): a fixture's heartbeat must go on beating.
         """
+        tag = self._tag
         candidates: list[object] = [
             t
             for t in threading.enumerate()
-            if isinstance(t, threading.Timer) and thread_key(t) not in self._threads_before
+            if isinstance(t, threading.Timer)
+            and thread_key(t) not in self._threads_before
+            and (tag is None or provenance.tag_of(t) in (None, tag))
         ]
         for loop in self.loops:
             queued = [*getattr(loop, "_scheduled", ()), *getattr(loop, "_ready", ())]
