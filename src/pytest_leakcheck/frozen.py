@@ -391,6 +391,10 @@ class FrozenWindow:
             self._unfreeze()
             _active = self._frozen = False
         found = look_up(wanted)
+        # An id noted at the thaw may name an object made since, of any type (the plugin's
+        # own, pytest's): only a watched one or a root matters, and only they need the proof.
+        ids, root_ids = classify(found, self._watch)
+        found = pick(found, ids | root_ids)
         thawed = [o for o in found if id(o) in self._thawed_ids]
         gone = garbage(thawed, found) if thawed else set()
         if len(gone) < len(thawed):

@@ -170,9 +170,11 @@ def settle(
 ) -> tuple[list[object], float]:
     """Look the survivors up again while something visibly stops, within ``budget`` seconds.
 
-    Looked up again while threads that the test started are alive or exiting, or when the set of
-    threads changed while they were looked up (a thread that exits during a collection leaves
-    its garbage for the next one). Without such threads a real leak costs one short pause.
+    While threads that the test started are at work or exiting, they are waited for, in pauses,
+    and the survivors looked up again (a full collection) once they are idle or gone, or the
+    budget is spent; again when the set of threads changed while they were looked up (a thread
+    that exits during a collection leaves its garbage for the next one). Without such threads a
+    real leak costs one short pause.
     ``not_the_tests`` names threads that are new but not the test's (what earlier tests left
     running): they are not waited for. Returns what is still alive (``found`` is emptied) and
     the seconds waited.
@@ -181,32 +183,44 @@ def settle(
     def threads_now() -> frozenset[int]:
         return thread_idents() - not_the_tests()
 
+    def running() -> bool:
+        return bool(threads_now() - threads_before - idle_threads())
+
     join_dying_workers(DYING_WORKER_SECONDS)
-    threads = threads_now()
+    looked = threads_now()  # the threads when the survivors were last looked up
     alive = list(found)  # what the window found, without a second walk over the heap
     found.clear()
     began = time.monotonic()  # what is reported is the waiting, not the first look-up
+    stale = False  # something ran since the last look
     for pause in backoff(budget):
         if not alive:
             break
         now = threads_now()
-        if now == threads and not (now - threads_before - idle_threads()):
+        if not stale and now == looked and not running():
             # Nothing the test started is running (its timers wait, its pools' workers idle),
-            # and nothing changed: nothing will.
+            # and nothing changed since the last look: nothing will.
             break
         remaining = max(0.0, budget - (time.monotonic() - began))
         joined = join_winding_down(max(remaining, WINDING_DOWN_SECONDS))
         time.sleep(pause)
-        count = len(alive)
-        ids = {id(o): type(o) for o in alive}
-        alive.clear()
-        threads = threads_now()
-        alive = find_by_id(ids)
-        progress = len(alive) < count or joined or threads != now or _exiting(threads)
-        running = bool(threads_now() - threads_before - idle_threads())
-        if not progress and not running and threads_now() == threads:
-            break
+        if not joined and running():
+            # Still at work: waited for without a collection per pause, which on a big heap
+            # costs more than the pauses themselves.
+            stale = True
+            continue
+        looked = threads_now()  # before: a thread that ends during the collection is a change
+        alive = _looked_up(alive)
+        stale = _exiting(looked)
+    if stale and alive:
+        alive = _looked_up(alive)
     return alive, time.monotonic() - began
+
+
+def _looked_up(alive: list[object]) -> list[object]:
+    """Let go of ``alive`` and find what is still alive of it (a full collection)."""
+    ids = {id(o): type(o) for o in alive}
+    alive.clear()
+    return find_by_id(ids)
 
 
 def look_again(survivors: list[object], names: set[str], budget: float, first: float) -> set[str]:
