@@ -373,8 +373,8 @@ class FrozenWindow:
         """The end of a window that a gc call thawed: what it made before the thaw is frozen
         with the old heap, so the noted ids are looked up over the whole heap. A collection of
         the whole heap runs only if one of them is still there and is not proven garbage from
-        reference counts (it may be garbage in a cycle the proof could not follow); most tests
-        let go of their objects by then, and that collection is the costly part."""
+        reference counts; most tests let go of their objects by then, and that collection is
+        the costly part."""
         global _active
         try:
             young = real_get_objects()
@@ -398,8 +398,9 @@ class FrozenWindow:
         thawed = [o for o in found if id(o) in self._thawed_ids]
         gone = garbage(thawed, found) if thawed else set()
         if len(gone) < len(thawed):
-            # Frozen since the thaw, they may still be garbage in a cycle that the proof could
-            # not follow: the whole heap is collected to tell (the costly part).
+            # Frozen since the thaw, they may still be garbage that the proof could not tell
+            # (a cycle through a big container, an object held by garbage it does not reach):
+            # the whole heap is collected to tell (the costly part).
             thawed.clear()
             found.clear()
             real_collect()
