@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Container, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import compress
 from typing import Any
@@ -74,12 +74,19 @@ def look_up(wanted: Container[int]) -> list[object]:
     return pick(real_get_objects(), wanted)
 
 
-def find_by_id(expected: Mapping[int, type]) -> list[object]:
-    """The live objects with these ids and types, after a full collection: a heap walk, leak
-    path only. The type is checked because an id freed since may name a new object now (once it
-    was a list the checker itself had just made)."""
+def followed(objects: Iterable[object]) -> dict[int, int]:
+    """What ``find_by_id`` takes: each object's id, and its type's id. Never the type itself: a
+    class made by the test holds what its methods close over (the test case, and through what
+    it keeps, the very objects followed), so holding it across the collection kept them alive."""
+    return {id(o): id(type(o)) for o in objects}
+
+
+def find_by_id(expected: Mapping[int, int]) -> list[object]:
+    """The live objects with these ids and types (``followed``), after a full collection: a heap
+    walk, leak path only. The type is checked because an id freed since may name a new object
+    now (once it was a list the checker itself had just made)."""
     real_collect()
-    return [o for o in look_up(expected.keys()) if type(o) is expected[id(o)]]
+    return [o for o in look_up(expected.keys()) if id(type(o)) == expected[id(o)]]
 
 
 def count_by_type(objects: list[Any], watch: WatchFilter, skip: set[int]) -> Counter[str]:

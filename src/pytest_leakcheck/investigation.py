@@ -17,7 +17,7 @@ from .expectations import Expectation, Unreleased, still_alive, unreleased
 from .explain import Explainer, ExplainPolicy, holding
 from .findings import Findings, LeakGroup, Pending, Proof
 from .frames import FrameIndex
-from .heap import WindowResult, find_by_id
+from .heap import WindowResult, find_by_id, followed
 from .kinds import RootInfo
 from .options import Options
 from .origins import Origins, idle_leftovers
@@ -60,7 +60,7 @@ class Investigation:
         # What the window found would keep alive what it holds (a cancelled timer, and the
         # owner of its function): let go of while the expected objects are looked at, then
         # found again by id and type.
-        held = {id(o): type(o) for o in result.found}
+        held = followed(result.found)
         result.found.clear()
         try:
             return unreleased(

@@ -15,10 +15,10 @@ import threading
 import time
 import types
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 
 from . import garbage
-from .heap import find_by_id
+from .heap import find_by_id, followed
 from .sites import SNAPSHOT_LOCALS
 from .watch import qualified_name
 
@@ -225,7 +225,7 @@ def _looked_up(alive: list[object]) -> list[object]:
     if len(garbage.garbage(alive)) == len(alive):
         alive.clear()
         return []
-    ids = {id(o): type(o) for o in alive}
+    ids = followed(alive)
     alive.clear()
     return find_by_id(ids)
 
@@ -235,9 +235,7 @@ def look_again(survivors: list[object], names: set[str], budget: float, first: f
     time) after ``first`` seconds, then after each pause of ``backoff``, until none is left. They
     are followed by id and type meanwhile: held here, they could not go. Returns the names of the
     types still alive; what is alive is put back into ``survivors``."""
-    wanted: Mapping[int, type] = {
-        id(o): type(o) for o in survivors if qualified_name(type(o)) in names
-    }
+    wanted = followed(o for o in survivors if qualified_name(type(o)) in names)
     kept = [o for o in survivors if id(o) not in wanted]
     survivors.clear()
     survivors.extend(kept)
@@ -247,7 +245,7 @@ def look_again(survivors: list[object], names: set[str], budget: float, first: f
     for pause in backoff(budget, max(first * 2, BUSY_FIRST_PAUSE)):
         if not alive:
             break
-        wanted = {id(o): type(o) for o in alive}
+        wanted = followed(alive)
         alive.clear()
         time.sleep(pause)
         alive = find_by_id(wanted)

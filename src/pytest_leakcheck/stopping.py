@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 from . import describe, provenance
 from .findings import LeakGroup, Pending, Proof, StopOutcome
-from .heap import find_by_id
+from .heap import find_by_id, followed
 from .kinds import HANDLE, SCHED_EVENT, TASK, THREAD, TIMER, TIMER_HANDLE
 from .running import ThreadKey, left_running, made_under, queued_event, thread_key
 from .settle import CHAIN_SECONDS, STOP_SECONDS
@@ -198,7 +198,7 @@ def stop_all(
     """
     leaked = {g.type for g in groups}
     remaining = {id(o): name for o in survivors if (name := qualified_name(type(o))) in leaked}
-    types_of = {id(o): type(o) for o in survivors if id(o) in remaining}
+    types_of = followed(o for o in survivors if id(o) in remaining)
     survivors.clear()  # from here on the survivors are followed by id (and type) only
     # Tasks first: cancelling a task also cancels the timers of the sleep it waits in.
     running.sort(key=lambda entry: entry[0].kind != TASK)
