@@ -31,14 +31,14 @@ def test_the_seed_example_is_caught_and_its_fix_passes(tmp_path: Path) -> None:
     )
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
-    assert "1 failed, 2 passed" in out  # the leaky test passed, then its check failed
+    assert "1 failed, 2 passed" in out, out  # the leaky test passed, then its check failed
     # Only the leaky test; under CI=true pytest appends the reason to the summary line.
     leaked = re.findall(r"^LEAKED (\S+)", out, re.MULTILINE)
     assert leaked == ["examples/tests/test_user_session.py::test_users_are_released_on_disconnect"]
-    assert "LEAK: 5 x examples.user_session.User, retaining " in out
-    assert " MB, held by threading.Timer: Timer" in out
-    assert ".__self__ -> examples.user_session.User\n" in out
-    assert "hint: cancel the timer" in out
+    assert "LEAK: 5 x examples.user_session.User, retaining " in out, out
+    assert " MB, held by threading.Timer: Timer" in out, out
+    assert ".__self__ -> examples.user_session.User\n" in out, out
+    assert "hint: cancel the timer" in out, out
     doc = json.loads(report.read_text())
     verdicts = {t["nodeid"].rpartition("::")[2]: t["verdict"] for t in doc["tests"]}
     assert verdicts == {"test_users_are_released_on_disconnect": "leak"}
@@ -79,7 +79,7 @@ def test_the_seed_http_server_is_caught_and_its_fix_passes(tmp_path: Path) -> No
         re.MULTILINE,
     ), out
     assert "local 'self' -> threading.Timer '" in out
-    assert ".__self__ -> examples.user_session.User\n" in out
+    assert ".__self__ -> examples.user_session.User\n" in out, out
     # The server, its thread, its sockets and its request handlers belong to the module-scoped
     # fixture (or are gone): none of them is the test's leak.
     for word in ("Server", "RequestHandler", "socket", "threading.Thread"):

@@ -759,3 +759,36 @@ def test_a_timer_an_earlier_test_left_is_named_though_it_never_fired_in_the_wind
     result.stdout.fnmatch_lines(
         ["leakcheck: *::test_unchecked_leaves_a_slow_timer left threading.Timer running, found *"]
     )
+
+
+def test_a_leftover_chain_caught_between_two_timers_is_named_once() -> None:
+    # Listed while one timer's callback armed the next, a chain has two pending timers: both
+    # are stopped, and the report names the chain once (two lines read as two leaks).
+    import threading
+
+    from pytest_leakcheck.findings import Pending
+    from pytest_leakcheck.origins import Origins
+
+    class Beat:
+        def tick(self) -> None:
+            pass
+
+    one, other = Beat(), Beat()
+    found = [
+        (Pending("threading.Timer", f"Timer {n}"), timer)
+        for n, timer in enumerate(
+            [
+                threading.Timer(60, one.tick),  # the chain's old timer, in its callback
+                threading.Timer(60, one.tick),  # and the next one it armed
+                threading.Timer(60, other.tick),  # another object's chain
+                threading.Thread(target=print),
+                threading.Thread(target=print),
+            ]
+        )
+    ]
+    assert [item.description for item in Origins.reported(found)] == [
+        "Timer 0",
+        "Timer 2",
+        "Timer 3",
+        "Timer 4",
+    ]

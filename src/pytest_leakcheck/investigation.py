@@ -143,7 +143,7 @@ class Investigation:
             groups = explainer.drop_passing(groups, survivors)
             groups, held_by_others = origins.split(groups)
             pending = [self._judged(item, obj, groups) for item, obj in left]
-            leftovers = tuple(item for item, _ in others)
+            leftovers = origins.reported(others)
             if self._options.stop_pending:
                 origins.stop_leftovers(others)
             proof = Proof(disarmed=self.disarm())

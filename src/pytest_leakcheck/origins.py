@@ -17,7 +17,7 @@ from .findings import LeakGroup, Pending
 from .heap import WindowResult
 from .running import ThreadKey
 from .settle import HANDOVER_SECONDS, backoff
-from .stopping import stop_all
+from .stopping import callback_function, stop_all
 
 
 class Origins:
@@ -132,6 +132,26 @@ class Origins:
             (dataclasses.replace(item, made_by=provenance.name(provenance.tag_of(obj) or 0)), obj)
             for item, obj in found
         ]
+
+    @staticmethod
+    def reported(found: list[tuple[Pending, object]]) -> tuple[Pending, ...]:
+        """One line per chain: a chain caught while a timer's callback arms the next timer has
+        two pending timers (both are stopped)."""
+        seen: set[tuple[object, ...]] = set()
+        items: list[Pending] = []
+        for item, obj in found:
+            func = callback_function(obj)
+            called = getattr(obj, "function", None) or getattr(obj, "_callback", None)
+            bound = getattr(called, "__self__", None)  # two objects' chains are two
+            key = (
+                (provenance.tag_of(obj), type(obj), id(func), id(bound))
+                if func is not None
+                else (id(obj),)
+            )
+            if key not in seen:
+                seen.add(key)
+                items.append(item)
+        return tuple(items)
 
     def stop_leftovers(self, others: list[tuple[Pending, object]]) -> None:
         """Stop what other tests left running, chains and all, so that it does not tick into
