@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from typing import ClassVar
 
 import pytest
 
@@ -162,3 +163,39 @@ def test_a_task_pending_on_a_closed_loop_that_is_garbage_is_not_left_running(
     # Pending for good on its closed loop, but held by nothing: a full collection frees it, so
     # it is not "left running" either.
     assert_clean(run(pytester, source(OLD_TASK_CYCLE), "--leakcheck"))
+
+
+class Registry:
+    # A class-level cache, as tornado's IOLoop keeps its loops.
+    by_name: ClassVar[dict[str, object]] = {}
+
+
+class Proxy:
+    """A module global whose __class__ is the tested code's to compute: never asked."""
+
+    asked = False
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        Proxy.asked = True
+        raise RuntimeError("outside of a context")
+
+
+PROXY = Proxy()
+
+
+def test_what_a_module_holds_is_proven_alive_and_nothing_else() -> None:
+    Proxy.asked = False  # pytest's collection asks, looking for test classes
+    in_global, in_class, local, garbage_held = Node(), Node(), Node(), Node()
+    HELD.append(in_global)
+    Registry.by_name["n"] = in_class
+    holder: list[object] = [garbage_held]
+    holder.append(holder)  # garbage, holding the node: the proof cannot tell it, nor this
+    try:
+        found = [in_global, in_class, local, garbage_held]
+        assert garbage.held_by_modules(found) == {id(in_global), id(in_class)}
+        assert not Proxy.asked
+    finally:
+        HELD.clear()
+        Registry.by_name.clear()
+        del holder

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .fullheap import FullHeapWindow
-from .garbage import garbage
+from .garbage import garbage, held_by_modules
 from .heap import (
     WindowResult,
     classify,
@@ -397,10 +397,14 @@ class FrozenWindow:
         found = pick(found, ids | root_ids)
         thawed = [o for o in found if id(o) in self._thawed_ids]
         gone = garbage(thawed, found) if thawed else set()
-        if len(gone) < len(thawed):
-            # Frozen since the thaw, they may still be garbage that the proof could not tell
-            # (a cycle through a big container, an object held by garbage it does not reach):
-            # the whole heap is collected to tell (the costly part).
+        unproven = [o for o in thawed if id(o) not in gone]
+        alive = held_by_modules(unproven) if unproven else set()
+        unproven.clear()
+        if len(gone) + len(alive) < len(thawed):
+            # Frozen since the thaw, neither proven garbage nor held by a module, they may
+            # still be garbage that the proof could not tell (a cycle through a big container,
+            # an object held by garbage it does not reach): the whole heap is collected to tell
+            # (the costly part).
             thawed.clear()
             found.clear()
             real_collect()
