@@ -79,7 +79,9 @@ def _reachable(start: list[object]) -> dict[int, object]:
     """Tracked objects reachable from ``start``, up to ``LIMIT``; not modules, module
     namespaces or classes defined at module level: they are held by their module, and what they
     refer to is reachable through them anyway."""
-    stops = {id(vars(m)) for m in list(sys.modules.values()) if isinstance(m, types.ModuleType)}
+    stops = {
+        id(vars(m)) for m in list(sys.modules.values()) if issubclass(type(m), types.ModuleType)
+    }
     nodes: dict[int, object] = {id(o): o for o in start}
     todo = list(start)
     while todo and len(nodes) < LIMIT:
@@ -94,8 +96,9 @@ def _reachable(start: list[object]) -> dict[int, object]:
 
 
 def _stop(obj: object) -> bool:
+    kind = type(obj)  # not isinstance(): a proxy's __class__ is the tested code's, and may raise
     for base, length in _LENGTHS:
-        if isinstance(obj, base):
+        if issubclass(kind, base):
             # A user's million strings: looking at each would cost more than a full collection.
             return length(obj) > BIG
     return is_stop(obj)  # where the search for a root stops too

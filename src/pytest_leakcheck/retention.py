@@ -81,9 +81,11 @@ def is_stop(obj: object) -> bool:
     # ob_type), so walking past one would flood the frontier. Not a class made inside a function
     # (a test's local handler class): it lives only as long as something holds it, often a cycle
     # through the very object it seems to hold, and the walk goes on to that holder.
-    if isinstance(obj, type):
+    # type(), not isinstance(): a proxy's __class__ is the tested code's, and may raise.
+    kind = type(obj)
+    if issubclass(kind, type):
         return "<locals>" not in getattr(obj, "__qualname__", "")
-    return isinstance(obj, types.ModuleType)
+    return issubclass(kind, types.ModuleType)
 
 
 def find_path(

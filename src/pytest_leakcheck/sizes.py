@@ -104,7 +104,10 @@ def retained_size(
         while frontier:
             refs = gc.get_referents(*frontier)
             # Untracked objects (leaves, and tuples or dicts of leaves) never hold a container.
-            tracked = [o for o in filter(gc.is_tracked, refs) if not isinstance(o, _STOP_TYPES)]
+            # type(), not isinstance(): a proxy's __class__ is the tested code's, and may raise.
+            tracked = [
+                o for o in filter(gc.is_tracked, refs) if not issubclass(type(o), _STOP_TYPES)
+            ]
             del refs
             ids = list(map(id, tracked))
             inside.update(ids)
