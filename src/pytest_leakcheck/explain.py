@@ -330,9 +330,10 @@ def _within(
     largest such, for a type that two others retain).
 
     Two types may retain each other (a session and its timer wrapper, each referring to the
-    other): the larger is the outer one; at equal sizes, the one whose objects refer to more of
-    the other types' objects directly (a user holds its timer in an attribute; the timer holds
-    the user through a bound method), then the one that the path from the root reaches last.
+    other): the larger is the outer one; at equal sizes (to three digits), the one whose objects
+    refer to more of the other types' objects directly (a user holds its timer in an attribute;
+    the timer holds the user through a bound method), then the one that the path from the root
+    reaches last.
     Decided by these, never by the order in which the heap listed them; the path comes last
     because a callback running at the moment of the search changes where it starts.
     """
@@ -357,7 +358,7 @@ def _within(
     types_of.clear()
     ranked = sorted(
         sizes,
-        key=lambda tp: (-sizes[tp].bytes, -direct[tp], -depth(tp), qualified_name(tp)),
+        key=lambda tp: (-_coarse(sizes[tp].bytes), -direct[tp], -depth(tp), qualified_name(tp)),
     )
     found: dict[type, str] = {}
     # The lesser types first: of two that retain each other, the first ranked is the outer one.
@@ -370,6 +371,13 @@ def _within(
                 found[tp] = qualified_name(outer)
                 break
     return found
+
+
+def _coarse(size: int) -> int:
+    """A size to three significant digits. Two types that retain each other retain the same
+    memory, give or take what a timer tick in flight allocates (a new timer, its lock): that
+    must not decide which is the outer one."""
+    return round(size, 3 - len(str(size))) if size >= 1000 else size
 
 
 def _attributes(obj: object) -> list[object]:
