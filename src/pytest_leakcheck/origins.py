@@ -17,7 +17,7 @@ from .findings import LeakGroup, Pending
 from .heap import WindowResult
 from .running import ThreadKey
 from .settle import HANDOVER_SECONDS, backoff
-from .stopping import callback_function, stop_all
+from .stopping import callback_of, stop_all
 
 
 class Origins:
@@ -140,8 +140,8 @@ class Origins:
         seen: set[tuple[object, ...]] = set()
         items: list[Pending] = []
         for item, obj in found:
-            func = callback_function(obj)
-            called = getattr(obj, "function", None) or getattr(obj, "_callback", None)
+            called = callback_of(obj)
+            func = getattr(called, "__func__", called)
             bound = getattr(called, "__self__", None)  # two objects' chains are two
             key = (
                 (provenance.tag_of(obj), type(obj), id(func), id(bound))

@@ -89,11 +89,16 @@ def _in_loop_thread(loop: object, action: Callable[[], object]) -> None:
     done.wait(STOP_SECONDS)
 
 
+def callback_of(obj: object) -> object:
+    """What a timer or handle calls, as given (a bound method stays bound)."""
+    if isinstance(obj, threading.Timer):
+        return getattr(obj, "function", None)
+    return getattr(obj, "_callback", None) if isinstance(obj, asyncio.Handle) else None
+
+
 def callback_function(obj: object) -> object:
     """The plain function behind a timer's or handle's callback (bound methods unwrapped)."""
-    func = getattr(obj, "function", None) if isinstance(obj, threading.Timer) else None
-    if isinstance(obj, asyncio.Handle):
-        func = getattr(obj, "_callback", None)
+    func = callback_of(obj)
     return getattr(func, "__func__", func)
 
 
