@@ -31,6 +31,22 @@ def frame_locals(frame: types.FrameType) -> Mapping[str, object]:
         return {}
 
 
+def local_values(top: types.FrameType) -> list[object]:
+    """The values of the local variables of ``top`` and the frames below it (the callers).
+
+    A running frame's locals are not among its referents (``gc.get_referents``): the thread,
+    not the frame object, owns them while it runs.
+    """
+    values: list[object] = []
+    frame: types.FrameType | None = top
+    while frame is not None:
+        if frame.f_code.co_flags & 0x1:  # CO_OPTIMIZED: module and class bodies have globals
+            values.extend(list(frame_locals(frame).values()))
+            _release_snapshot(frame)
+        frame = frame.f_back
+    return values
+
+
 def _release_snapshot(frame: types.FrameType) -> None:
     # Before 3.13, reading f_locals of a function frame stores a snapshot dict on the frame that
     # keeps every local alive until the function returns. The next read rebuilds it, so emptying

@@ -96,12 +96,17 @@ def _reachable(start: list[object]) -> dict[int, object]:
 
 
 def _stop(obj: object) -> bool:
+    return too_big(obj) or is_stop(obj)  # where the search for a root stops too
+
+
+def too_big(obj: object) -> bool:
+    """A container with more than ``BIG`` items: a user's million strings, which would cost
+    more to look at one by one than a full collection."""
     kind = type(obj)  # not isinstance(): a proxy's __class__ is the tested code's, and may raise
     for base, length in _LENGTHS:
         if issubclass(kind, base):
-            # A user's million strings: looking at each would cost more than a full collection.
             return length(obj) > BIG
-    return is_stop(obj)  # where the search for a root stops too
+    return False
 
 
 def _referenced_from_outside(nodes: dict[int, object], held: list[list[object]]) -> list[int]:

@@ -21,8 +21,9 @@ from .heap import WindowResult, find_by_id, followed
 from .kinds import RootInfo
 from .options import Options
 from .origins import Origins, idle_leftovers
+from .reach import threads_hold
 from .recording import Recording
-from .settle import settle
+from .settle import settle, wait_for_ticks
 from .stopping import stop_all
 from .watch import WatchFilter
 
@@ -111,7 +112,7 @@ class Investigation:
         others: list[tuple[Pending, object]] = []
         try:
             _drop_garbage(survivors, started)
-            with _threads_paused():
+            with _threads_paused(self._options.settle):
                 mine, theirs = origins.by_origin(
                     started, result.pool_threads, other_tags, idle=self._options.stop_pending
                 )
@@ -131,7 +132,7 @@ class Investigation:
                 theirs.clear()
                 # Survivors that what others left running made are walked as well: held by it,
                 # they are its, and must not pass for this test's suspects.
-                others_alive = bool(others) or bool(origins.others_threads())
+                others_alive = bool(others) or threads_hold(origins.others_threads(), survivors)
                 explainer = self._explainer(
                     bool(left), registered or others_alive, result.pool_threads
                 )
@@ -233,16 +234,21 @@ class Investigation:
 
 
 @contextlib.contextmanager
-def _threads_paused() -> Iterator[None]:
+def _threads_paused(budget: float) -> Iterator[None]:
     """Keep other threads from running while the search reads the heap.
 
     A loop thread that re-arms its handle between two steps of the walk would leave the search
     holding objects that nothing refers to any more. A long switch interval keeps the GIL with the
-    search (bounded by its own limits); the interval is restored afterwards.
+    search (bounded by its own limits); the interval is restored afterwards. A timer whose
+    function is running is first let finish (within ``budget`` seconds): paused in the middle,
+    its frames would hold what it ticks for.
     """
     previous = sys.getswitchinterval()
     sys.setswitchinterval(max(previous, 30.0))
     try:
+        # With the long interval set first: once no timer is ticking, none starts before the
+        # search gives the GIL away.
+        wait_for_ticks(budget)
         yield
     finally:
         sys.setswitchinterval(previous)

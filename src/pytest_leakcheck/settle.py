@@ -105,6 +105,26 @@ def idle_threads() -> set[int]:
     return waiting - ending
 
 
+def ticking() -> set[int]:
+    """Timers running their function right now (or ending: their function has returned)."""
+    timers = {t.ident for t in threading.enumerate() if isinstance(t, threading.Timer)}
+    return timers - idle_threads() - {None}  # type: ignore[return-value]
+
+
+def wait_for_ticks(budget: float) -> None:
+    """Wait, within ``budget`` seconds, until no timer is running its function.
+
+    A callback in flight holds its objects in its frames for that moment (the user whose tick
+    it is, the wrapper that re-arms it). Read then, the heap shows them held by the running
+    timer as well as by what really keeps them, and which group retains which comes out
+    otherwise than a moment later.
+    """
+    for pause in backoff(budget):
+        if not ticking():
+            return
+        time.sleep(pause)
+
+
 def _pool_alive(worker: types.FrameType) -> bool:
     """Whether the executor of this pool worker still exists. Once it is collected, its worker
     is woken up to exit: about to end, worth waiting for (whether it is gone by the time the
