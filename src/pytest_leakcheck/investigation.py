@@ -243,12 +243,12 @@ def _threads_paused(budget: float) -> Iterator[None]:
     function is running is first let finish (within ``budget`` seconds): paused in the middle,
     its frames would hold what it ticks for.
     """
+    # Before the long interval is set: a thread that holds the GIL when this one wakes up from
+    # a pause would otherwise keep it for the whole interval.
+    wait_for_ticks(budget)
     previous = sys.getswitchinterval()
     sys.setswitchinterval(max(previous, 30.0))
     try:
-        # With the long interval set first: once no timer is ticking, none starts before the
-        # search gives the GIL away.
-        wait_for_ticks(budget)
         yield
     finally:
         sys.setswitchinterval(previous)

@@ -221,6 +221,17 @@ def stop_all(
             chains.note(obj)
             outcome = _stop_one(item, obj, rearmed=round_ > 0)
             obj = None
+            caught: list[StopOutcome] = []
+            if outcome.stopped and item.kind == TIMER:
+                # The stop may have waited for a timer inside its callback, which armed the
+                # next one: that one fires within milliseconds, sooner than the look-up below
+                # (a full collection) ends. Stopped first, it cannot escape.
+                for _ in range(MAX_ROUNDS):
+                    soon = _rearmed_now(chains, running, tried, ignore_threads, foreign_threads)
+                    if not soon:
+                        break
+                    rearmed += len(soon)
+                    caught.extend(_stop_all_now(soon, chains, tried))
             if outcome.stopped and remaining:
                 alive = find_by_id({key: types_of[key] for key in remaining})
                 still = {id(o) for o in alive}
@@ -229,6 +240,7 @@ def stop_all(
                 remaining = {key: name for key, name in remaining.items() if key in still}
                 outcome = dataclasses.replace(outcome, freed=tuple(sorted(freed.items())))
             outcomes.append(outcome)
+            outcomes.extend(caught)
         if not remaining and tag is None:
             break
         if time.monotonic() > deadline:
@@ -248,6 +260,32 @@ def stop_all(
         still_alive=tuple(sorted(still_alive.items())),
         rearmed=rearmed,
     )
+
+
+def _rearmed_now(
+    chains: _Chains,
+    running: list[tuple[Pending, object]],
+    tried: set[int],
+    ignore_threads: tuple[str, ...],
+    foreign_threads: frozenset[int],
+) -> list[tuple[Pending, object]]:
+    """What the chains re-armed that is neither stopped nor about to be."""
+    queued = tried | {id(o) for _, o in running}
+    return _still_running(chains.rearmed(), ignore_threads, foreign_threads, queued)
+
+
+def _stop_all_now(
+    found: list[tuple[Pending, object]], chains: _Chains, tried: set[int]
+) -> list[StopOutcome]:
+    """Stop each of ``found``, re-armed by a chain (``found`` is emptied)."""
+    outcomes = []
+    while found:
+        item, obj = found.pop(0)
+        tried.add(id(obj))
+        chains.note(obj)
+        outcomes.append(_stop_one(item, obj, rearmed=True))
+        obj = None
+    return outcomes
 
 
 def _still_running(
