@@ -412,6 +412,64 @@ def test_a_pool_worker_waiting_for_work_is_not_waited_for_but_one_running_a_job_
         busy_pool.shutdown(wait=True)
 
 
+def _idle_within(ident: int | None, seconds: float = 1.0) -> bool:
+    from pytest_leakcheck.settle import idle_threads
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # back in its wait for work within moments
+        if ident in idle_threads():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_trio_cache_worker_waiting_for_work_is_idle_but_one_running_a_job_is_not() -> None:
+    # trio's thread cache (anyio's to_thread under trio) keeps its workers 10 s after a job,
+    # blocked in a lock: waiting for them cost each such check the whole settle budget
+    # (7 s over anyio's suite).
+    trio = pytest.importorskip("trio")
+    from pytest_leakcheck.settle import idle_threads
+
+    inside: list[int] = []
+    release = threading.Event()
+
+    def busy() -> None:
+        inside.append(threading.get_ident())
+        release.wait(10)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, busy)
+            while not inside:
+                await trio.sleep(0.01)
+            # A second worker (the first is busy), idle once its job is done.
+            idle = await trio.to_thread.run_sync(threading.get_ident)
+            assert idle != inside[0]
+            assert _idle_within(idle)
+            assert inside[0] not in idle_threads(), "the worker in its job is not idle"
+            release.set()
+
+    try:
+        trio.run(main)
+    finally:
+        release.set()
+
+
+def test_a_pool_worker_waiting_behind_a_wrapper_of_its_queue_is_idle() -> None:
+    # A plugin that watches for blocking calls (anyio's suite runs blockbuster) puts Python
+    # frames above the worker's loop: the loop is looked for in the whole stack.
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)
+    pool._work_queue = queue.Queue()  # type: ignore[assignment]  # get() is Python code
+    try:
+        worker = pool.submit(threading.get_ident).result(5)
+        assert _idle_within(worker)
+    finally:
+        pool.shutdown(wait=True)
+
+
 def test_the_worker_of_a_pool_that_was_collected_is_about_to_end_not_idle() -> None:
     # A test that drops an executor without shutting it down: once the executor is collected,
     # its worker is woken up to exit. Whether it had exited by the time the check listed threads

@@ -72,6 +72,43 @@ _EVENT_WAIT = threading.Event.wait.__code__
 # A thread pool's worker (concurrent.futures, and so asyncio's default executor): blocked in its
 # queue's get(), written in C, its own frame is the innermost one.
 _POOL_WORKER = getattr(getattr(concurrent.futures.thread, "_worker", None), "__code__", None)
+_POOL_JOB = getattr(
+    getattr(getattr(concurrent.futures.thread, "_WorkItem", None), "run", None), "__code__", None
+)
+
+
+def _worker_loops() -> dict[types.CodeType, types.CodeType]:
+    """The loops of thread pools' workers, each with the function that runs one job in it.
+
+    A worker in its loop but not in a job waits for the next one, and holds nothing meanwhile.
+    Found in the whole stack, not only the innermost frame: a wrapper of the blocking call (a
+    test plugin that watches for blocking calls) may sit above the loop. trio's thread cache is
+    read only once trio is imported.
+    """
+    loops: dict[types.CodeType, types.CodeType] = {}
+    if _POOL_WORKER is not None and _POOL_JOB is not None:
+        loops[_POOL_WORKER] = _POOL_JOB
+    cache = sys.modules.get("trio._core._thread_cache")
+    worker = getattr(cache, "WorkerThread", None)
+    work = getattr(getattr(worker, "_work", None), "__code__", None)
+    job = getattr(getattr(worker, "_handle_job", None), "__code__", None)
+    if isinstance(work, types.CodeType) and isinstance(job, types.CodeType):
+        loops[work] = job
+    return loops
+
+
+def _waiting_worker(top: types.FrameType, loops: dict[types.CodeType, types.CodeType]) -> bool:
+    """``top``'s thread is a pool worker between two jobs, its pool alive."""
+    jobs = set(loops.values())
+    frame: types.FrameType | None = top
+    while frame is not None:
+        code = frame.f_code
+        if code in jobs:
+            return False
+        if code in loops:
+            return code is not _POOL_WORKER or _pool_alive(frame)
+        frame = frame.f_back
+    return False
 
 
 def idle_threads() -> set[int]:
@@ -80,12 +117,12 @@ def idle_threads() -> set[int]:
     thread-pool workers waiting for work (they hold nothing between two jobs). Not worth waiting
     for."""
     waiting: set[int] = set()
+    loops = _worker_loops()
     frames = sys._current_frames()
     try:
         for ident, frame in frames.items():
-            if frame.f_code is _POOL_WORKER:
-                if _pool_alive(frame):
-                    waiting.add(ident)
+            if _waiting_worker(frame, loops):
+                waiting.add(ident)
                 continue
             inner: types.FrameType | None = None
             outer: types.FrameType | None = frame
