@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .garbage import garbage, held_by_modules
 from .heap import (
     WindowResult,
     classify,
     count_by_type,
+    look_up,
     pick,
     real_collect,
     real_get_objects,
@@ -45,24 +47,36 @@ class FullHeapWindow:
         self.objects_before = objects_before
 
     def close(self) -> WindowResult:
+        """What the window made that is still alive. A collection of the whole heap (the costly
+        part on a big heap) runs only when one of the new objects is neither proven garbage
+        from reference counts nor held by a module; ``objects_added`` then counts garbage not
+        yet collected, as a frozen window's does."""
         objects = real_get_objects()
         watched, rooted = classify(objects, self._watch)
         watched -= self._before
         rooted -= self._before
-        if watched or rooted:
-            # Only now is a full collection worth its cost: something new may be garbage.
-            candidates = watched | rooted
-            del objects
-            real_collect()
-            objects = real_get_objects()
-            watched, rooted = classify(pick(objects, candidates), self._watch)
+        objects_added = len(objects) - self.objects_before
+        candidates = watched | rooted
+        found = pick(objects, candidates) if candidates else []
+        del objects
+        if found:
+            gone = garbage(found)
+            rest = [o for o in found if id(o) not in gone]
+            found.clear()
+            if len(held_by_modules(rest)) < len(rest):
+                rest.clear()
+                real_collect()
+                rest = look_up(candidates)
+            found = rest
+        # A finalizer may have reused an id since: only watched objects and roots count.
+        watched, rooted = classify(found, self._watch)
         result = WindowResult(
             survivor_ids=watched,
             root_ids=rooted,
-            found=pick(objects, watched | rooted),
-            objects_added=len(objects) - self.objects_before,
+            found=pick(found, watched | rooted),
+            objects_added=objects_added,
         )
-        del objects
+        found.clear()
         return result
 
     def sample(self) -> tuple[int, Counter[str]]:
