@@ -69,8 +69,8 @@ def _exiting(idents: frozenset[int]) -> bool:
 
 _TIMER_RUN = threading.Timer.run.__code__
 _EVENT_WAIT = threading.Event.wait.__code__
-# A thread pool's worker (concurrent.futures, and so asyncio's default executor): blocked in its
-# queue's get(), written in C, its own frame is the innermost one.
+# A thread pool's worker (concurrent.futures, and so asyncio's default executor), and the method
+# that runs one job in it: between two jobs, the worker is blocked in its queue's get().
 _POOL_WORKER = getattr(getattr(concurrent.futures.thread, "_worker", None), "__code__", None)
 _POOL_JOB = getattr(
     getattr(getattr(concurrent.futures.thread, "_WorkItem", None), "run", None), "__code__", None
