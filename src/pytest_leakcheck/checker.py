@@ -24,6 +24,7 @@ from .kinds import RootInfo
 from .memory import rss
 from .options import Options
 from .recording import Recording
+from .settle import thread_idents
 from .sites import InitMonitor, Site, caller_site
 from .watch import WatchFilter
 
@@ -134,6 +135,9 @@ class LeakCheck:
             raise RuntimeError("LeakCheck.finish() called before start()")
         began = time.perf_counter()
         mode, no_frozen = _mode_of(window)
+        # Before the window's collection: a thread that ends after it may have held what the
+        # window finds alive.
+        threads_found = thread_idents()
         try:
             result = window.close()
         finally:
@@ -153,7 +157,13 @@ class LeakCheck:
         )
         expected = steps.unreleased(result)
         if result.survivor_ids or result.root_ids or steps.leftovers_waiting():
-            found = steps.run(result, series, registered=bool(pending), expected=expected)
+            found = steps.run(
+                result,
+                series,
+                registered=bool(pending),
+                expected=expected,
+                threads_found=threads_found,
+            )
         else:
             found = Findings(stopped=Proof(disarmed=steps.disarm()))
         found = with_expected(found, expected)

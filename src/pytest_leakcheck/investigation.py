@@ -83,12 +83,14 @@ class Investigation:
         *,
         registered: bool,
         expected: Unreleased | None = None,
+        threads_found: frozenset[int] = frozenset(),
     ) -> Findings:
         """What the window found, explained: the groups, what the test left running, the proof,
         the seconds waited and spent explaining, and what earlier tests left running and hold.
 
         ``registered``: the test left a signal handler, an exit hook or an interval timer behind,
-        which may be what holds its survivors. ``expected``: the objects the test named that are
+        which may be what holds its survivors. ``threads_found``: the threads alive when the
+        window closed. ``expected``: the objects the test named that are
         still alive, explained already; they count in the proof.
         """
         before = self._recording
@@ -102,7 +104,11 @@ class Investigation:
         )
         other_tags = origins.other_tags(result)
         alive, waited = settle(
-            result.found, self._options.settle, before.threads_before, origins.others_threads
+            result.found,
+            self._options.settle,
+            before.threads_before,
+            origins.others_threads,
+            threads_found,
         )
         expected = expected or Unreleased()
         survivors = [o for o in alive if id(o) in result.survivor_ids and id(o) not in expected.ids]

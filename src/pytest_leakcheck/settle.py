@@ -225,6 +225,7 @@ def settle(
     budget: float,
     threads_before: frozenset[int],
     not_the_tests: Callable[[], frozenset[int]] = frozenset,
+    threads_found: frozenset[int] = frozenset(),
 ) -> tuple[list[object], float]:
     """Look the survivors up again while something visibly stops, within ``budget`` seconds.
 
@@ -234,7 +235,9 @@ def settle(
     that exits during a collection leaves its garbage for the next one). Without such threads a
     real leak costs one short pause.
     ``not_the_tests`` names threads that are new but not the test's (what earlier tests left
-    running): they are not waited for. Returns what is still alive (``found`` is emptied) and
+    running): they are not waited for. ``threads_found``: the threads when the survivors were
+    found; one that has ended since may have let go of them (a test's thread that was closing
+    its loop when the window closed). Returns what is still alive (``found`` is emptied) and
     the seconds waited.
     """
 
@@ -249,7 +252,7 @@ def settle(
     alive = list(found)  # what the window found, without a second walk over the heap
     found.clear()
     began = time.monotonic()  # what is reported is the waiting, not the first look-up
-    stale = False  # something ran since the last look
+    stale = bool(threads_found - thread_idents())  # something ran since the last look
     for pause in backoff(budget):
         if not alive:
             break
