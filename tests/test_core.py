@@ -476,7 +476,7 @@ def test_the_worker_of_a_pool_that_was_collected_is_about_to_end_not_idle() -> N
     # was a matter of timing (tornado's RunOnExecutorTest was a suspect in one run of two).
     from concurrent.futures import ThreadPoolExecutor
 
-    from pytest_leakcheck.settle import idle_threads, join_dying_workers
+    from pytest_leakcheck.settle import idle_threads, join_dying_workers, workers_between_jobs
 
     pool = ThreadPoolExecutor(1)
     worker = pool.submit(threading.get_ident).result(5)
@@ -490,6 +490,9 @@ def test_the_worker_of_a_pool_that_was_collected_is_about_to_end_not_idle() -> N
     try:
         del pool  # the executor goes; its worker is told to exit
         assert worker not in idle_threads()
+        # Between two jobs all the same: it holds nothing of a test's, and its ending (the
+        # window closed meanwhile) is no reason to look the survivors up again.
+        assert worker in workers_between_jobs()
         # The check waits for it, without looking the survivors up again (no collection).
         join_dying_workers(5.0)
         assert worker not in {t.ident for t in threading.enumerate()}
@@ -542,9 +545,7 @@ def test_settling_waits_for_a_thread_at_work_then_collects_only_what_no_proof_te
         REGISTRY.clear()
 
 
-def test_survivors_that_a_thread_ended_since_the_window_closed_held_are_looked_up_again() -> (
-    None
-):
+def test_survivors_that_a_thread_ended_since_the_window_closed_held_are_looked_up_again() -> None:
     # tornado's test_add_callback_while_closing: the test's thread was still closing its loop
     # when the window closed, and had ended by the time the check began to wait. Nothing was
     # running then, so the loop was judged as found: a suspect in one run of three.

@@ -97,8 +97,10 @@ def _worker_loops() -> dict[types.CodeType, types.CodeType]:
     return loops
 
 
-def _waiting_worker(top: types.FrameType, loops: dict[types.CodeType, types.CodeType]) -> bool:
-    """``top``'s thread is a pool worker between two jobs, its pool alive."""
+def _waiting_worker(
+    top: types.FrameType, loops: dict[types.CodeType, types.CodeType], *, alive: bool = True
+) -> bool:
+    """``top``'s thread is a pool worker between two jobs, and (``alive``) its pool alive."""
     jobs = set(loops.values())
     frame: types.FrameType | None = top
     while frame is not None:
@@ -106,9 +108,20 @@ def _waiting_worker(top: types.FrameType, loops: dict[types.CodeType, types.Code
         if code in jobs:
             return False
         if code in loops:
-            return code is not _POOL_WORKER or _pool_alive(frame)
+            return not alive or code is not _POOL_WORKER or _pool_alive(frame)
         frame = frame.f_back
     return False
+
+
+def workers_between_jobs() -> set[int]:
+    """Pool workers in their loop and not in a job, their pool alive or not: they hold nothing
+    of a test's, whether they wait for work or are about to end."""
+    loops = _worker_loops()
+    frames = sys._current_frames()
+    try:
+        return {i for i, top in frames.items() if _waiting_worker(top, loops, alive=False)}
+    finally:
+        frames.clear()
 
 
 def idle_threads() -> set[int]:
