@@ -135,11 +135,13 @@ class LeakCheck:
             raise RuntimeError("LeakCheck.finish() called before start()")
         began = time.perf_counter()
         mode, no_frozen = _mode_of(window)
-        # Before the window's collection: a thread that ends after it may have held what the
-        # window finds alive. Not a pool worker between two jobs: it holds nothing, and the
-        # workers of a closed loop's default executor end this way by the hundred on tornado's
-        # suite.
-        threads_found = thread_idents() - workers_between_jobs()
+        # Before the window's collection: a thread the test started that ends after it may have
+        # held what the window finds alive. Not a pool worker between two jobs: it holds
+        # nothing, and the workers of a closed loop's default executor end this way by the
+        # hundred on tornado's suite. Most tests start no thread: no frames are read then.
+        threads_found = thread_idents() - recording.threads_before
+        if threads_found:
+            threads_found -= workers_between_jobs()
         try:
             result = window.close()
         finally:

@@ -31,6 +31,17 @@ def frame_locals(frame: types.FrameType) -> Mapping[str, object]:
         return {}
 
 
+def _function_locals(frame: types.FrameType) -> list[tuple[str, object]]:
+    """A function frame's local variables, the snapshot that reading them left undone. None for
+    module or class body code: its "locals" are a module's globals, and the module is the root
+    to name (a walk reaches it through the namespace)."""
+    if not frame.f_code.co_flags & 0x1:  # not CO_OPTIMIZED
+        return []
+    found = list(frame_locals(frame).items())
+    _release_snapshot(frame)
+    return found
+
+
 def local_values(top: types.FrameType) -> list[object]:
     """The values of the local variables of ``top`` and the frames below it (the callers).
 
@@ -40,9 +51,7 @@ def local_values(top: types.FrameType) -> list[object]:
     values: list[object] = []
     frame: types.FrameType | None = top
     while frame is not None:
-        if frame.f_code.co_flags & 0x1:  # CO_OPTIMIZED: module and class bodies have globals
-            values.extend(list(frame_locals(frame).values()))
-            _release_snapshot(frame)
+        values.extend(value for _, value in _function_locals(frame))
         frame = frame.f_back
     return values
 
@@ -133,13 +142,8 @@ class FrameIndex:
         )
 
     def _index(self, frame: types.FrameType, info: RootInfo) -> None:
-        if not frame.f_code.co_flags & 0x1:  # not CO_OPTIMIZED: module or class body code
-            # Its "locals" are a module's globals: the module is the root to name, and the walk
-            # reaches it through the namespace.
-            return
-        for name, value in list(frame_locals(frame).items()):
+        for name, value in _function_locals(frame):
             self.by_id.setdefault(id(value), (frame, name, info))
-        _release_snapshot(frame)
 
     def close(self) -> None:
         for frame, _, _ in self.by_id.values():

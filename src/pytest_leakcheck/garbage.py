@@ -79,9 +79,7 @@ def _reachable(start: list[object]) -> dict[int, object]:
     """Tracked objects reachable from ``start``, up to ``LIMIT``; not modules, module
     namespaces or classes defined at module level: they are held by their module, and what they
     refer to is reachable through them anyway."""
-    stops = {
-        id(vars(m)) for m in list(sys.modules.values()) if issubclass(type(m), types.ModuleType)
-    }
+    stops = module_namespaces()
     nodes: dict[int, object] = {id(o): o for o in start}
     todo = list(start)
     while todo and len(nodes) < LIMIT:
@@ -93,6 +91,14 @@ def _reachable(start: list[object]) -> dict[int, object]:
             todo.append(ref)
     todo.clear()
     return nodes
+
+
+def module_namespaces() -> set[int]:
+    """Ids of the namespaces of the modules in ``sys.modules``: a forward walk does not go
+    through them (what a module holds is the module's)."""
+    return {
+        id(vars(m)) for m in list(sys.modules.values()) if issubclass(type(m), types.ModuleType)
+    }
 
 
 def _stop(obj: object) -> bool:

@@ -14,13 +14,11 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-import types
 from collections.abc import Set
 from itertools import chain
-from threading import get_ident as current
 
 from .frames import local_values
-from .garbage import too_big
+from .garbage import module_namespaces, too_big
 from .retention import is_stop
 
 # Objects looked at, at most. An idle thread reaches about 30, a thread running an asyncio loop
@@ -36,11 +34,12 @@ def threads_hold(idents: Set[int], objects: list[object]) -> bool:
     wanted = {id(o) for o in objects}
     if not wanted or not idents:
         return False
+    own = threading.get_ident()
     frames = sys._current_frames()
     try:
         # Never this thread's own frame: held in a local, it would make a cycle through the
         # caller's locals (the survivors among them).
-        tops = [f for ident, f in frames.items() if ident in idents and ident != current()]
+        tops = [f for ident, f in frames.items() if ident in idents and ident != own]
     finally:
         frames.clear()
     start: list[object] = [*tops]
@@ -54,9 +53,7 @@ def threads_hold(idents: Set[int], objects: list[object]) -> bool:
 
 
 def _reaches(start: list[object], wanted: set[int]) -> bool:
-    stops = {
-        id(vars(m)) for m in list(sys.modules.values()) if issubclass(type(m), types.ModuleType)
-    }
+    stops = module_namespaces()
     seen: set[int] = set()
     todo: list[object] = []
     batch = start

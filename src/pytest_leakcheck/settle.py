@@ -157,8 +157,12 @@ def idle_threads() -> set[int]:
 
 def ticking() -> set[int]:
     """Timers running their function right now (or ending: their function has returned)."""
-    timers = {t.ident for t in threading.enumerate() if isinstance(t, threading.Timer)}
-    return timers - idle_threads() - {None}  # type: ignore[return-value]
+    timers = {
+        t.ident
+        for t in threading.enumerate()
+        if isinstance(t, threading.Timer) and t.ident is not None
+    }
+    return timers - idle_threads()
 
 
 def wait_for_ticks(budget: float) -> None:

@@ -216,11 +216,7 @@ def stop_all(
         if round_:
             rearmed += len(running)
         while running:
-            item, obj = running.pop(0)
-            tried.add(id(obj))
-            chains.note(obj)
-            outcome = _stop_one(item, obj, rearmed=round_ > 0)
-            obj = None
+            item, outcome = _stop_first(running, chains, tried, rearmed=round_ > 0)
             caught: list[StopOutcome] = []
             if outcome.stopped and item.kind == TIMER:
                 # The stop may have waited for a timer inside its callback, which armed the
@@ -231,7 +227,8 @@ def stop_all(
                     if not soon:
                         break
                     rearmed += len(soon)
-                    caught.extend(_stop_all_now(soon, chains, tried))
+                    while soon:
+                        caught.append(_stop_first(soon, chains, tried, rearmed=True)[1])
             if outcome.stopped and remaining:
                 alive = find_by_id({key: types_of[key] for key in remaining})
                 still = {id(o) for o in alive}
@@ -274,18 +271,17 @@ def _rearmed_now(
     return _still_running(chains.rearmed(), ignore_threads, foreign_threads, queued)
 
 
-def _stop_all_now(
-    found: list[tuple[Pending, object]], chains: _Chains, tried: set[int]
-) -> list[StopOutcome]:
-    """Stop each of ``found``, re-armed by a chain (``found`` is emptied)."""
-    outcomes = []
-    while found:
-        item, obj = found.pop(0)
-        tried.add(id(obj))
-        chains.note(obj)
-        outcomes.append(_stop_one(item, obj, rearmed=True))
-        obj = None
-    return outcomes
+def _stop_first(
+    found: list[tuple[Pending, object]], chains: _Chains, tried: set[int], *, rearmed: bool
+) -> tuple[Pending, StopOutcome]:
+    """Take the first of ``found`` out of it and stop it, noted as tried and as part of its
+    chain; nothing here holds it afterwards."""
+    item, obj = found.pop(0)
+    tried.add(id(obj))
+    chains.note(obj)
+    outcome = _stop_one(item, obj, rearmed=rearmed)
+    del obj
+    return item, outcome
 
 
 def _still_running(
