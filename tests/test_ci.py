@@ -61,6 +61,14 @@ def test_fingerprints_ignore_numbers_and_locations() -> None:
     other = group_fingerprint("m.User", "module global", ["module m", ".REG -> list"])
     assert one == two != other
     assert len(one) == 12
+    # Which survivor of a group the path was traced to does not change it.
+    aapl = group_fingerprint(
+        "m.Buf", "asyncio.Task", ["loop", ".buffers -> dict", "['AAPL'] -> m.Buf"]
+    )
+    msft = group_fingerprint(
+        "m.Buf", "asyncio.Task", ["loop", ".buffers -> dict", "['MSFT'] -> m.Buf"]
+    )
+    assert aapl == msft != group_fingerprint("m.Buf", "asyncio.Task", ["loop", ".cache -> dict"])
 
 
 def test_the_same_leak_has_the_same_fingerprint_across_tests_and_runs(

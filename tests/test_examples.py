@@ -126,6 +126,8 @@ def test_the_quote_heartbeat_is_caught_and_its_fix_passes(tmp_path: Path) -> Non
     }
     for group in doc["tests"][0]["leaks"]:
         assert "QuoteConnection.heartbeat" in group["root_description"]
+        # Each path ends at its own survivor: a buffer's runs on through its connection.
+        assert group["path"][-1].endswith(f"-> {group['type']}"), group["path"]
     # The loop's thread and the feed belong to the module-scoped fixtures.
     assert "quote-loop" not in out
     assert "QuoteFeed" not in out

@@ -369,3 +369,60 @@ def test_a_timer_whose_tick_outlasts_the_budget_is_not_waited_for_longer() -> No
     finally:
         release.set()
         timer.join(5)
+
+
+def test_a_tick_that_begins_while_the_search_blocks_is_let_finish_before_the_next_read() -> None:
+    # The search blocks now and then (reading a file to show where something was made): a timer
+    # that fired meanwhile takes the GIL and stops in the middle of its tick, at its first
+    # blocking call. Read then, the heap shows its frames holding what it ticks for (the seed's
+    # report under a loaded -n 2 run: the wrapper as the outer group, "frame of start").
+    from pytest_leakcheck.investigation import _Pause
+
+    release = threading.Event()
+    done = threading.Event()
+
+    def tick() -> None:
+        release.wait(5)
+        done.set()
+
+    quiet = threading.Timer(60, lambda: None)
+    in_flight = threading.Timer(0.1, tick)
+    for timer in (quiet, in_flight):
+        timer.start()
+    pause = _Pause(budget=2.0)
+    try:
+        pause.start()
+        assert not ticking()  # timers waiting for their interval are no ticks
+        time.sleep(0.3)  # the search blocks; the timer fires and stops in its tick
+        assert in_flight.ident in ticking()
+        threading.Thread(target=lambda: (time.sleep(0.05), release.set())).start()
+        pause.quiet()
+        assert done.is_set()
+        assert not ticking()
+    finally:
+        pause.end()
+        release.set()
+        for timer in (quiet, in_flight):
+            timer.cancel()
+            timer.join(5)
+
+
+def test_a_tick_older_than_the_pause_is_not_waited_for_again() -> None:
+    from pytest_leakcheck.investigation import _Pause
+
+    started = threading.Event()
+    release = threading.Event()
+    timer = threading.Timer(0, lambda: (started.set(), release.wait(5)))
+    timer.start()
+    assert started.wait(5)
+    pause = _Pause(budget=0.05)
+    try:
+        pause.start()  # waits its budget for the tick, then gives up
+        began = time.monotonic()
+        pause.quiet()
+        assert time.monotonic() - began < 1.0  # the tick lasts 5 s
+        assert timer.ident in ticking()
+    finally:
+        pause.end()
+        release.set()
+        timer.join(5)

@@ -1,10 +1,11 @@
 """Fingerprints of leaks, and the baseline file of known ones.
 
 A fingerprint names a leak by what it is, not by where it was seen: the root kind, the leaked
-type and the labels of the path's edges, with numbers (indexes, thread ids, line numbers)
-replaced. The same leak seen by two tests, or twice in two runs, has one fingerprint, which is
-what lets a team record today's leaks in a baseline file, switch the check on, and fix them
-one by one while new leaks fail the run.
+type and the labels of the path's edges, with numbers (indexes, thread ids, line numbers) and
+the keys of subscripts replaced: which of a group's survivors the path was traced to (the
+buffer of 'AAPL' or of 'MSFT') must not change it. The same leak seen by two tests, or twice
+in two runs, has one fingerprint, which is what lets a team record today's leaks in a baseline
+file, switch the check on, and fix them one by one while new leaks fail the run.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .report import root_word
 _NUMBERS = re.compile(r"0x[0-9a-f]+|\d+(\.\d+)?")
 # Paths of files and the "(at file:line)" of coroutines differ between machines and checkouts.
 _LOCATIONS = re.compile(r"\([^()]*[/\\][^()]*\)")
+_KEYS = re.compile(r"\[[^\[\]]*\]")
 
 BASELINE_VERSION = 1
 
@@ -32,7 +34,7 @@ def _normal(text: str) -> str:
 
 
 def group_fingerprint(type_name: str, kind: str, path: Iterable[str]) -> str:
-    labels = [step.split(" -> ", 1)[0] for step in list(path)[1:]]
+    labels = [_KEYS.sub("[#]", step.split(" -> ", 1)[0]) for step in list(path)[1:]]
     return _digest("group", type_name, kind, *map(_normal, labels))
 
 

@@ -51,7 +51,8 @@ class Explainer:
 
     ``roots`` names the holders the search stops at beyond what it finds by itself (handlers kept
     in C, wider-scoped fixtures), and ``frames`` indexes the running threads' frames: both are
-    made only when something is to be walked.
+    made only when something is to be walked. ``quiet`` is called before each read of the heap
+    (the frames and the walk, then the sizes): it lets a timer's tick in flight finish.
     """
 
     def __init__(
@@ -63,8 +64,10 @@ class Explainer:
         frames: Callable[[], FrameIndex],
         site_of: Callable[[object], str | None],
         first_site_of: Callable[[type], str | None] | None = None,
+        quiet: Callable[[], None] = lambda: None,
     ) -> None:
         self.watch = watch
+        self._quiet = quiet
         self.policy = policy
         self._roots = roots
         self._new_frames = frames
@@ -102,11 +105,14 @@ class Explainer:
         walked: dict[type, list[Retention]] = {}
         sizes: dict[type, Retained] = {}
         total: Retained | None = None
+        self._quiet()
         self._extra = self._roots()
         self._frames = self._new_frames()
         try:
             walked = self._walk(by_type, ignore)
             if self.policy.sizes:
+                # Describing the paths reads files (where a site is): other threads run then.
+                self._quiet()
                 sizes, total = _sizes(
                     {tp: objs for tp, objs in by_type.items() if not self._not_walked(tp)},
                     caller_refs,

@@ -23,7 +23,7 @@ from .options import Options
 from .origins import Origins, idle_leftovers
 from .reach import threads_hold
 from .recording import Recording
-from .settle import settle, wait_for_ticks
+from .settle import settle, ticking, timer_threads, wait_for_ticks
 from .stopping import stop_all
 from .watch import WatchFilter
 
@@ -118,7 +118,7 @@ class Investigation:
         others: list[tuple[Pending, object]] = []
         try:
             _drop_garbage(survivors, started)
-            with _threads_paused(self._options.settle):
+            with _threads_paused(self._options.settle) as pause:
                 mine, theirs = origins.by_origin(
                     started, result.pool_threads, other_tags, idle=self._options.stop_pending
                 )
@@ -140,7 +140,7 @@ class Investigation:
                 # they are its, and must not pass for this test's suspects.
                 others_alive = bool(others) or threads_hold(origins.others_threads(), survivors)
                 explainer = self._explainer(
-                    bool(left), registered or others_alive, result.pool_threads
+                    bool(left), registered or others_alive, result.pool_threads, pause.quiet
                 )
                 explaining = time.perf_counter()
                 groups, retained = explainer.explain(survivors, series)
@@ -199,7 +199,11 @@ class Investigation:
         )
 
     def _explainer(
-        self, something_running: bool, registered: bool, pool_threads: frozenset[int]
+        self,
+        something_running: bool,
+        registered: bool,
+        pool_threads: frozenset[int],
+        quiet: Callable[[], None],
     ) -> Explainer:
         options = self._options
         # Repeated passive suspects are not walked again, and none is once the time for them is
@@ -227,6 +231,7 @@ class Investigation:
             frames=lambda: FrameIndex(foreign, older),
             site_of=self._recording.site_of,
             first_site_of=self._recording.first_site_of,
+            quiet=quiet,
         )
 
     def _judged(self, item: Pending, obj: object, groups: tuple[LeakGroup, ...]) -> Pending:
@@ -239,25 +244,69 @@ class Investigation:
         return self._recording.disarm() if self._options.stop_pending else ()
 
 
-@contextlib.contextmanager
-def _threads_paused(budget: float) -> Iterator[None]:
-    """Keep other threads from running while the search reads the heap.
+class _Pause:
+    """Other threads kept from running while the search reads the heap.
 
     A loop thread that re-arms its handle between two steps of the walk would leave the search
     holding objects that nothing refers to any more. A long switch interval keeps the GIL with the
-    search (bounded by its own limits); the interval is restored afterwards. A timer whose
-    function is running is first let finish (within ``budget`` seconds): paused in the middle,
-    its frames would hold what it ticks for.
+    search (bounded by its own limits), except where the search itself blocks (reading a file).
+    A timer whose function is running is let finish first (within ``budget`` seconds): paused in
+    the middle, its frames would hold what it ticks for, and which group retains which would
+    come out otherwise than a moment later.
     """
-    # Before the long interval is set: a thread that holds the GIL when this one wakes up from
-    # a pause would otherwise keep it for the whole interval.
-    wait_for_ticks(budget)
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(max(previous, 30.0))
+
+    def __init__(self, budget: float) -> None:
+        self._budget = budget
+        self._previous = sys.getswitchinterval()
+        self._ticking: frozenset[int] = frozenset()
+
+    def start(self) -> None:
+        deadline = time.monotonic() + self._budget
+        while True:
+            # Ticks are waited for before the long interval is set: a thread that holds the GIL
+            # when this one wakes up from a pause would otherwise keep it for the whole interval.
+            wait_for_ticks(max(0.0, deadline - time.monotonic()))
+            # A tick that outlasted the budget was in the heap before the search, as it always
+            # was: it is not waited for again.
+            self._ticking = frozenset(ticking())
+            sys.setswitchinterval(max(self._previous, 30.0))
+            if not timer_threads():
+                return
+            # A timer that fired a moment ago waits for the GIL with the old interval: it takes
+            # it once within that interval, and stops at its first blocking call, in the middle
+            # of its tick. Let that happen here, not while the heap is read.
+            _run_for(2 * self._previous)
+            if not ticking() - self._ticking or time.monotonic() >= deadline:
+                return
+            sys.setswitchinterval(self._previous)
+
+    def end(self) -> None:
+        sys.setswitchinterval(self._previous)
+
+    def quiet(self) -> None:
+        """Let a tick that began since the pause started finish (the search blocked, and a
+        timer took the GIL): read now, the heap would show its frames."""
+        if ticking() - self._ticking:
+            self.end()
+            self.start()
+
+
+def _run_for(seconds: float) -> None:
+    """Run Python code, never blocking, for ``seconds``: a thread that waits for the GIL with a
+    timeout of that length gets it meanwhile."""
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+
+
+@contextlib.contextmanager
+def _threads_paused(budget: float) -> Iterator[_Pause]:
+    pause = _Pause(budget)
+    pause.start()
     try:
-        yield
+        yield pause
     finally:
-        sys.setswitchinterval(previous)
+        pause.end()
 
 
 def _drop_garbage(survivors: list[object], started: list[object]) -> None:

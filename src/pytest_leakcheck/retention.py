@@ -24,6 +24,7 @@ from . import describe, graphs, kinds
 from .edges import edge_label, is_namespace_of, with_namespaces
 from .frames import FrameIndex, own_frame
 from .kinds import RootInfo
+from .routes import Routes
 
 NotWalked = Literal["budget", "repeat"]
 
@@ -129,7 +130,7 @@ def find_paths(
 
     Survivors of one test are often held by one chain (a cached lexer and the rules it holds):
     a walk that reaches a node another target's walk already owns *joins* it, and its path is
-    that walk's path down to the join, then its own.
+    that walk's path down to the join, then its own (``routes``: only a join on that path).
     """
     limits = limits or SearchLimits()
     own_index = frames is None
@@ -138,21 +139,17 @@ def find_paths(
     origin: dict[int, int] = {id(t): n for n, t in enumerate(targets)}  # node -> target index
     nodes: dict[int, object] = {id(t): t for t in targets}
     found: dict[int, _Found] = {}
-    # target -> every (other target, id(node), id(held)) where its walk reached another's node;
-    # ids, not objects: the bookkeeping must not be a referrer the walk then follows
-    joins: dict[int, list[_Join]] = {}
-    closed: dict[int, bool] = {}  # per target, until a root or a join is added
+    # Joins are kept as ids: the bookkeeping must not be a referrer the walk then follows.
+    routes = Routes(targets, found, via, nodes)
     frontier: list[object] = list(nodes.values())
     here = sys._getframe()
-    own = {id(via), id(origin), id(nodes), id(found), id(joins), id(here), id(index.by_id)}
+    own = {id(via), id(origin), id(nodes), id(found), id(routes), id(here), id(index.by_id)}
     ignore = ignore | own | {id(frontier), id(targets)}
     depth = 0
 
     def open_(n: int) -> bool:
         # A walk is done when it found a root, or joined (through other walks) one that did.
-        if n not in closed:
-            closed[n] = _route(n, found, joins) is not None
-        return not closed[n]
+        return not routes.done(n)
 
     try:
         timed_out = False
@@ -164,7 +161,7 @@ def find_paths(
                 n = origin[id(hit.top)]
                 if open_(n):
                     found[n] = hit
-                    closed.clear()
+                    routes.found_root()
             frontier = [o for o in frontier if open_(origin[id(o)])]
             ignore.add(id(frontier))  # the list itself refers to every node it holds
             if not frontier:
@@ -193,16 +190,15 @@ def find_paths(
                         # Every join is kept: two survivors that hold each other (a queue and its
                         # proxies, a user and its timer) join each other's walks, and the root is
                         # whichever walk of the group finds one.
-                        if m != n and all(j[0] != m for j in joins.get(n, ())):
-                            joins.setdefault(n, []).append((m, hid, id(held)))
-                            closed.clear()
+                        if m != n:
+                            routes.join(n, m, hid, id(held))
                         continue
                     origin[hid] = n
                     via[hid] = held
                     nodes[hid] = holder
                     if is_stop(holder):
                         found[n] = _Found(holder, None, None, None)
-                        closed.clear()
+                        routes.found_root()
                     elif len(next_frontier) < cap:
                         next_frontier.append(holder)
             del referrers
@@ -211,7 +207,7 @@ def find_paths(
         return [
             Retention.unwalked("budget")
             if timed_out and open_(n)
-            else _describe(t, *_resolve(n, found, joins, via, nodes), limited, graph)
+            else _describe(t, *routes.resolve(n), limited, graph)
             for n, t in enumerate(targets)
         ]
     finally:
@@ -220,60 +216,11 @@ def find_paths(
         nodes.clear()
         origin.clear()
         found.clear()
-        joins.clear()
-        closed.clear()
+        routes.clear()
         frontier = []
         del here
         if own_index:
             index.close()
-
-
-_Join = tuple[int, int, int]  # (other target's walk, id(node), id(held))
-
-
-def _route(
-    n: int, found: Mapping[int, _Found], joins: Mapping[int, list[_Join]]
-) -> list[_Join] | None:
-    """The joins from walk ``n`` to the nearest walk that found a root, or None."""
-    if n in found:
-        return []
-    came: dict[int, tuple[int, _Join]] = {}
-    queue = [n]
-    seen = {n}
-    while queue:
-        current = queue.pop(0)
-        for join in joins.get(current, ()):
-            m = join[0]
-            if m in seen:
-                continue
-            seen.add(m)
-            came[m] = (current, join)
-            if m in found:
-                route: list[_Join] = []
-                while m != n:
-                    m, step = came[m]
-                    route.append(step)
-                return route[::-1]
-            queue.append(m)
-    return None
-
-
-def _resolve(
-    n: int,
-    found: Mapping[int, _Found],
-    joins: Mapping[int, list[_Join]],
-    via: Mapping[int, object],
-    nodes: Mapping[int, object],
-) -> tuple[_Found | None, Mapping[int, object]]:
-    """The root of target ``n`` and the steps toward it, following joins into other walks."""
-    steps = dict(via)
-    route = _route(n, found, joins)
-    if route is None:
-        return None, steps
-    for m, node, held in route:
-        steps[node] = nodes[held]  # at the join, turn towards this target's own walk
-        n = m
-    return found.get(n), steps
 
 
 def _all_held(holder: object, frontier_ids: set[int], nodes: Mapping[int, object]) -> list[object]:
@@ -335,6 +282,10 @@ def _describe(
             i += 1
         lines.append(f"{edge_label(parent, child)} -> {describe.short(child)}")
         i += 1
+    if chain[-1] is not target:
+        # Joined onto another survivor's walk off its path: the root is likely the same, the way
+        # on from that survivor was not followed.
+        lines.append(f"... -> {describe.short(target)}")
     root = kinds.classify(chain, found.info, found.top)
     dot = None
     if graph:

@@ -155,14 +155,17 @@ def idle_threads() -> set[int]:
     return waiting - ending
 
 
-def ticking() -> set[int]:
-    """Timers running their function right now (or ending: their function has returned)."""
-    timers = {
+def timer_threads() -> set[int]:
+    return {
         t.ident
         for t in threading.enumerate()
         if isinstance(t, threading.Timer) and t.ident is not None
     }
-    return timers - idle_threads()
+
+
+def ticking() -> set[int]:
+    """Timers running their function right now (or ending: their function has returned)."""
+    return timer_threads() - idle_threads()
 
 
 def wait_for_ticks(budget: float) -> None:

@@ -1,0 +1,55 @@
+"""Walks that join each other: a join serves only on the other walk's path from its root.
+
+The checker's own list of what a test left running once made a dead end that every task's walk
+reached: the first walk owned it, the others joined there and stopped, and their paths ended at
+the first survivor. The fingerprints of those groups then changed with the order of the walks.
+"""
+
+from __future__ import annotations
+
+from pytest_leakcheck.retention import find_paths
+
+
+class Conn:
+    buf: object
+
+
+class Buf:
+    pass
+
+
+SHORT: list[object] = []  # holds the first connection one step from the module
+LONG: dict[str, list[object]] = {}  # holds the second one, two steps further down
+DEAD_END: list[list[object]] = []  # what the caller keeps: passed to the search as ignored
+
+
+def _setup() -> None:
+    first, second = Conn(), Conn()
+    second.buf = Buf()
+    SHORT.append(first)
+    LONG["x"] = [second]
+    # Reached by both connections' walks at the same level, held by nothing the search follows.
+    # Two of them, in both orders: whichever walk owns one, the other walk joins it there.
+    DEAD_END.append([(1, first), (2, second)])
+    DEAD_END.append([(2, second), (1, first)])
+
+
+def test_a_walk_joins_another_only_on_that_walks_path() -> None:
+    _setup()
+    targets = [SHORT[0], LONG["x"][0], LONG["x"][0].buf]  # type: ignore[attr-defined]
+    try:
+        first, second, buf = find_paths(targets, extra_roots={}, ignore={id(DEAD_END), id(targets)})
+    finally:
+        targets.clear()
+        SHORT.clear()
+        LONG.clear()
+        DEAD_END.clear()
+    conn, buf_type = f"{__name__}.Conn", f"{__name__}.Buf"
+    assert first.path[-1].endswith(f"-> {conn}"), first.path
+    assert first.path[1].startswith(".SHORT"), first.path
+    for ret in (second, buf):
+        assert ret.kind == "module global"
+        assert any("LONG" in step for step in ret.path), ret.path
+        assert not any(step.startswith("...") for step in ret.path), ret.path
+    assert second.path[-1].endswith(f"-> {conn}"), second.path
+    assert buf.path[-2:] == (f"[0] -> {conn}", f".buf -> {buf_type}"), buf.path
