@@ -991,6 +991,8 @@ def main() -> int:
     bad = [c for c in configs if c not in CONFIGS]
     if unknown or bad:
         parser.error(f"unknown suite(s) {unknown} or config(s) {bad}")
+    if args.repeat < 1:
+        parser.error(f"--repeat {args.repeat}: each configuration needs at least 1 run")
     if "plain" not in configs:
         configs.insert(0, "plain")
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="realsuites-"))).resolve()

@@ -426,3 +426,65 @@ def test_a_tick_older_than_the_pause_is_not_waited_for_again() -> None:
         pause.end()
         release.set()
         timer.join(5)
+
+
+class _Owner:
+    def __init__(self) -> None:
+        self.payload = [str(n) * 50 for n in range(200)]
+        self.helper = _Helper(self.ping)
+
+    def ping(self) -> None:
+        pass
+
+
+class _Helper:
+    def __init__(self, callback: object) -> None:
+        self.callback = callback  # the owner, through a bound method: each retains the other
+        self.buffer = bytearray(10_000)
+
+
+def _sizes_and_walks(
+    survivors: list[object], monkeypatch: pytest.MonkeyPatch
+) -> tuple[object, int, object]:
+    from pytest_leakcheck import explain
+
+    walks = []
+
+    def counted(*args: object, **kwargs: object) -> object:
+        walks.append(1)
+        return retained_size(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(explain, "retained_size", counted)
+    by_type = explain._by_type(survivors)
+    caller_refs = dict.fromkeys(map(id, survivors), 2)  # as explain() holds them
+    _, total = explain._sizes(by_type, caller_refs)
+    by_type.clear()
+    monkeypatch.undo()
+    # What all of them retain, walked from all of them at once (``everyone``, the reference
+    # _sizes holds, counted as the caller's own).
+    everyone = list(survivors)
+    alone = retained_size(everyone, caller_refs=dict.fromkeys(map(id, survivors), 3))
+    everyone.clear()
+    return total, len(walks), alone
+
+
+def test_a_type_that_retains_all_the_others_gives_the_total_without_a_third_walk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owners = [_Owner() for _ in range(3)]
+    survivors: list[object] = [*owners, *(o.helper for o in owners)]
+    owners.clear()
+    total, walks, alone = _sizes_and_walks(survivors, monkeypatch)
+    survivors.clear()
+    assert walks == 2
+    assert total == alone
+
+
+def test_types_that_retain_apart_are_walked_together_for_the_total(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    survivors: list[object] = [_Helper(None), _Helper(None), Holder([1] * 1000)]
+    total, walks, alone = _sizes_and_walks(survivors, monkeypatch)
+    survivors.clear()
+    assert walks == 3
+    assert total == alone
