@@ -53,3 +53,25 @@ def test_a_walk_joins_another_only_on_that_walks_path() -> None:
         assert not any(step.startswith("...") for step in ret.path), ret.path
     assert second.path[-1].endswith(f"-> {conn}"), second.path
     assert buf.path[-2:] == (f"[0] -> {conn}", f".buf -> {buf_type}"), buf.path
+
+
+def test_a_walk_that_met_others_only_off_their_paths_says_where_its_own_path_was_not_followed() -> (
+    None
+):
+    # The second survivor is held only by the dead end (what the caller keeps, ignored): its
+    # walk never finds a root of its own. It gets the first survivor's, as before, but its path
+    # no longer ends at the first survivor as if that were it.
+    first, second = Conn(), Conn()
+    SHORT.append(first)
+    DEAD_END.append([(1, first), (2, second)])
+    DEAD_END.append([(2, second), (1, first)])
+    del first, second
+    targets = [SHORT[0], DEAD_END[0][1][1]]
+    try:
+        _, second_ret = find_paths(targets, extra_roots={}, ignore={id(DEAD_END), id(targets)})
+    finally:
+        targets.clear()
+        SHORT.clear()
+        DEAD_END.clear()
+    assert second_ret.path[1].startswith(".SHORT"), second_ret.path
+    assert second_ret.path[-1] == f"... -> {__name__}.Conn", second_ret.path
