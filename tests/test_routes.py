@@ -55,9 +55,7 @@ def test_a_walk_joins_another_only_on_that_walks_path() -> None:
     assert buf.path[-2:] == (f"[0] -> {conn}", f".buf -> {buf_type}"), buf.path
 
 
-def test_a_walk_that_met_others_only_off_their_paths_says_where_its_own_path_was_not_followed() -> (
-    None
-):
+def test_a_walk_that_met_others_only_off_their_paths_says_so_at_its_end() -> None:
     # The second survivor is held only by the dead end (what the caller keeps, ignored): its
     # walk never finds a root of its own. It gets the first survivor's, as before, but its path
     # no longer ends at the first survivor as if that were it.
