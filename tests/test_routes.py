@@ -7,6 +7,8 @@ the first survivor. The fingerprints of those groups then changed with the order
 
 from __future__ import annotations
 
+import gc
+
 from pytest_leakcheck.retention import find_paths
 
 
@@ -73,3 +75,35 @@ def test_a_walk_that_met_others_only_off_their_paths_says_so_at_its_end() -> Non
         DEAD_END.clear()
     assert second_ret.path[1].startswith(".SHORT"), second_ret.path
     assert second_ret.path[-1] == f"... -> {__name__}.Conn", second_ret.path
+
+
+class _Top:
+    held: object
+    other: object
+
+
+class _Found:
+    def __init__(self, top: object) -> None:
+        self.top = top
+
+
+def test_the_routes_add_no_referrer_of_what_the_search_walks() -> None:
+    # The search asks the heap for the referrers of its frontier between two resolutions: a
+    # route that held the objects at its turns would be one of them, a holder to walk into.
+    from pytest_leakcheck.routes import Routes
+
+    targets: list[object] = [Conn(), Conn()]
+    top = _Top()
+    top.held, top.other = targets
+    via = {id(top): targets[0]}
+    nodes = {id(top): top, id(targets[0]): targets[0], id(targets[1]): targets[1]}
+    found = {0: _Found(top)}
+    routes = Routes(targets, found, via, nodes)
+    before = {id(r) for r in gc.get_referrers(targets[1])}
+    routes.join(1, 0, id(top), id(targets[1]))  # top holds the second one too
+    assert routes.done(1)
+    after = {id(r) for r in gc.get_referrers(targets[1])}
+    root, steps = routes.resolve(1)
+    assert root is found[0] and steps[id(top)] is targets[1]
+    routes.clear()
+    assert after == before

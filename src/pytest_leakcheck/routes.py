@@ -27,7 +27,9 @@ F = TypeVar("F", bound=_HasTop)
 @dataclass(frozen=True)
 class _Route:
     walk: int  # the walk whose root serves
-    turns: dict[int, object]  # at each join node, the step towards this walk's target
+    # At each join node, the id of the step towards this walk's target: ids only, so that the
+    # search, which asks the heap for referrers, never finds this bookkeeping among them.
+    turns: dict[int, int]
     on_path: frozenset[int]  # ids of the nodes from the root to this walk's target
 
 
@@ -47,13 +49,14 @@ class Routes(Generic[F]):
         self._via = via
         self._nodes = nodes
         self._joins: dict[int, list[Join]] = {}
+        self._seen: set[tuple[int, int, int]] = set()  # (walk, other walk, node)
         self._resolved: dict[int, _Route] | None = None
 
     def join(self, n: int, m: int, node: int, held: int) -> None:
-        joins = self._joins.setdefault(n, [])
-        if any(j[0] == m and j[1] == node for j in joins):
+        if (n, m, node) in self._seen:
             return
-        joins.append((m, node, held))
+        self._seen.add((n, m, node))
+        self._joins.setdefault(n, []).append((m, node, held))
         # Only a join onto a resolved walk's path resolves anything now; a join onto an open
         # walk is weighed when that walk finds its root (which resets everything).
         other = self._resolved.get(m) if self._resolved is not None else None
@@ -77,13 +80,15 @@ class Routes(Generic[F]):
         route = self._all().get(n) or self._nearest(n)
         if route is None:
             return None, self._via
-        return self._found[route.walk], ChainMap(route.turns, dict(self._via))
+        turns = {node: self._nodes[held] for node, held in route.turns.items()}
+        return self._found[route.walk], ChainMap(turns, dict(self._via))
 
     def has_joins(self, n: int) -> bool:
         return bool(self._joins.get(n))
 
     def clear(self) -> None:
         self._joins.clear()
+        self._seen.clear()
         self._resolved = None
 
     def _all(self) -> dict[int, _Route]:
@@ -104,7 +109,7 @@ class Routes(Generic[F]):
                     other = before.get(m)
                     if other is None or node not in other.on_path:
                         continue
-                    turns = {**other.turns, node: self._nodes[held]}
+                    turns = {**other.turns, node: held}
                     on_path = self._path(k, self._found[other.walk].top, turns)
                     if on_path is not None:
                         resolved[k] = _Route(other.walk, turns, on_path)
@@ -130,12 +135,12 @@ class Routes(Generic[F]):
                     top, turns = m, {}
                     while m != n:
                         m, (_, node, held) = came[m]
-                        turns[node] = self._nodes[held]
+                        turns[node] = held
                     return _Route(top, turns, frozenset())
                 queue.append(m)
         return None
 
-    def _path(self, k: int, top: object, turns: Mapping[int, object]) -> frozenset[int] | None:
+    def _path(self, k: int, top: object, turns: Mapping[int, int]) -> frozenset[int] | None:
         target = self._targets[k]
         ids: list[int] = []
         node: object | None = top
@@ -146,5 +151,5 @@ class Routes(Generic[F]):
             if node is target:
                 return frozenset(ids)
             key = id(node)
-            node = turns[key] if key in turns else self._via.get(key)
+            node = self._nodes[turns[key]] if key in turns else self._via.get(key)
         return None
